@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/urfave/cli/v2"
+)
+
+// globalOptions are the flags every command sees. They are copied out of the
+// cli.Context once, so commands never read flags themselves.
+type globalOptions struct {
+	JSON    bool
+	Quiet   bool
+	Verbose bool
+
+	stdout io.Writer // results
+	stderr io.Writer // progress and diagnostics
+}
+
+func (g *globalOptions) verbosef(format string, args ...any) {
+	if g.Verbose && !g.Quiet {
+		fmt.Fprintf(g.stderr, format+"\n", args...)
+	}
+}
+
+// run executes dmsnap with args and returns the process exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	gopts := &globalOptions{stdout: stdout, stderr: stderr}
+	app := newApp(gopts)
+	err := app.RunContext(ctx, args)
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("%w: %w", errInterrupted, err)
+	}
+	code := exitCode(err)
+	if err != nil {
+		printError(gopts, err, code)
+	}
+	return code
+}
+
+func newApp(gopts *globalOptions) *cli.App {
+	app := &cli.App{
+		Name:  "dmsnap",
+		Usage: "device-mapper snapshots of LVM-style volumes, bridged into ZFS",
+		Description: "dmsnap drives the kernel's device-mapper directly (no dmsetup) to build\n" +
+			"snapshot-origin, snapshot and snapshot-merge devices.\n\n" +
+			exitStatusHelp,
+		Writer:    gopts.stdout,
+		ErrWriter: gopts.stderr,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "json", Usage: "print results (and errors) as JSON with a stable schema"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print no progress or diagnostics"},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "explain each step on stderr"},
+		},
+		Before: func(c *cli.Context) error {
+			gopts.JSON = c.Bool("json")
+			gopts.Quiet = c.Bool("quiet")
+			gopts.Verbose = c.Bool("verbose")
+			return nil
+		},
+		Commands: []*cli.Command{
+			newDMCommand(gopts),
+		},
+		// urfave/cli would otherwise call os.Exit from inside Run for
+		// ExitCoder errors; exit statuses are decided in exitCode only.
+		ExitErrHandler:         func(*cli.Context, error) {},
+		OnUsageError:           onUsageError,
+		CommandNotFound:        nil,
+		HideVersion:            true,
+		UseShortOptionHandling: true,
+		Suggest:                true,
+	}
+	app.CommandNotFound = func(c *cli.Context, name string) {
+		// cli prints its own help here; the status comes from the returned error.
+	}
+	setUsageHandlers(app.Commands)
+	return app
+}
+
+func onUsageError(_ *cli.Context, err error, _ bool) error {
+	return usageError{err}
+}
+
+// setUsageHandlers makes every subcommand report flag errors as usage errors
+// (exit status 2).
+func setUsageHandlers(cmds []*cli.Command) {
+	for _, c := range cmds {
+		c.OnUsageError = onUsageError
+		setUsageHandlers(c.Subcommands)
+	}
+}
