@@ -16,6 +16,9 @@ import (
 const (
 	exitMarker = "@@VMRUN_EXIT="
 	failMarker = "@@VMRUN_FAIL="
+	// startMarker is written just before the program starts: a guest that
+	// dies without it never ran the program, so booting again is safe.
+	startMarker = "@@VMRUN_START@@"
 )
 
 // Mount options of the 9p shares. msize=512000 is the largest the 6.1
@@ -88,6 +91,7 @@ mount -t tmpfs -o mode=755 tmpfs /newroot/run || fail "mount root /run"
 	}
 	b.WriteString(`mkdir -p /newroot/run/vmrun && cp /vmrun/run.sh /newroot/run/vmrun/run.sh || fail "copy run.sh"
 stty -F /dev/ttyS1 raw -echo || fail "stty ttyS1"
+echo "<2>` + startMarker + `" >/dev/kmsg
 chroot /newroot /bin/sh /run/vmrun/run.sh </dev/null >/dev/ttyS1 2>&1
 rc=$?
 sync
