@@ -1,0 +1,73 @@
+package lvm
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// FailpointEnv names the environment variable that arms failpoints for
+// crash-injection tests: a comma-separated list of failpoint names, each
+// optionally followed by "@N" to fire at the Nth time the point is reached
+// (default the first). A fired failpoint prints one line to stderr and
+// exits the process at once with [FailpointExitCode], without running
+// deferred functions or syncing anything: as close to a crash as a process
+// can get. The failpoints are listed in docs/formats.md:
+//
+//	lvm.create.after-metadata  Create: metadata written to every PV, no label yet
+//	lvm.commit.before-write    a commit is encoded, nothing written
+//	lvm.commit.after-payload   a slot's document written and synced, its header not
+//	lvm.commit.torn-header     half of a slot header written and synced, then exit
+//	lvm.commit.after-slot-write  one PV's slot fully written and synced (fires per PV)
+//	lvm.commit.done            every PV written
+//	lvm.extend.after-new-pvs   Extend: new PVs labelled and written, old PVs not yet
+const FailpointEnv = "DMSNAP_FAILPOINT"
+
+// FailpointExitCode is the exit status of a process stopped by a failpoint.
+const FailpointExitCode = 86
+
+var (
+	failpointMu   sync.Mutex
+	failpointHits = map[string]int{}
+	// failpointExit ends the process; tests replace it.
+	failpointExit = func(name string) {
+		fmt.Fprintf(os.Stderr, "dmsnap: failpoint %s hit, exiting\n", name)
+		os.Exit(FailpointExitCode)
+	}
+)
+
+// failpointArmed counts a pass through name and reports whether the armed
+// failpoint fires now.
+func failpointArmed(name string) bool {
+	spec := os.Getenv(FailpointEnv)
+	if spec == "" {
+		return false
+	}
+	failpointMu.Lock()
+	defer failpointMu.Unlock()
+	for _, item := range strings.Split(spec, ",") {
+		n, at := strings.TrimSpace(item), 1
+		if a, b, ok := strings.Cut(n, "@"); ok {
+			v, err := strconv.Atoi(b)
+			if err != nil || v < 1 {
+				continue
+			}
+			n, at = a, v
+		}
+		if n != name {
+			continue
+		}
+		failpointHits[name]++
+		return failpointHits[name] == at
+	}
+	return false
+}
+
+// failpoint exits the process if name is armed.
+func failpoint(name string) {
+	if failpointArmed(name) {
+		failpointExit(name)
+	}
+}
