@@ -7,7 +7,7 @@ CACHE       := $(CURDIR)/.cache
 BIN         := $(CURDIR)/bin
 VMRUN       := $(CACHE)/bin/vmrun
 STATICCHECK := $(CACHE)/bin/staticcheck
-STATICCHECK_VERSION ?= 2026.2.2
+STATICCHECK_VERSION ?= v0.8.2
 # Kernels of the real-kernel tier: bookworm's 6.1 and bookworm-backports' 6.12.
 KERNELS     ?= bookworm backports
 VM_TIMEOUT  ?= 900s
@@ -27,7 +27,7 @@ deps:
 vmrun:
 	$(GO) build -o $(VMRUN) ./tests/vmrun
 
-test: deps test-unit test-vm
+test: deps lint test-unit test-vm
 
 test-unit:
 	$(GO) test -count=1 ./...
