@@ -67,14 +67,11 @@ func newApp(gopts *globalOptions) *cli.App {
 		// ExitCoder errors; exit statuses are decided in exitCode only.
 		ExitErrHandler:         func(*cli.Context, error) {},
 		OnUsageError:           onUsageError,
-		CommandNotFound:        nil,
 		HideVersion:            true,
 		UseShortOptionHandling: true,
 		Suggest:                true,
 	}
-	app.CommandNotFound = func(c *cli.Context, name string) {
-		// cli prints its own help here; the status comes from the returned error.
-	}
+	app.Action = unknownCommand("dmsnap")
 	setUsageHandlers(app.Commands)
 	return app
 }
@@ -85,9 +82,25 @@ func onUsageError(_ *cli.Context, err error, _ bool) error {
 
 // setUsageHandlers makes every subcommand report flag errors as usage errors
 // (exit status 2).
+// A command group run without a known subcommand is a usage error too.
 func setUsageHandlers(cmds []*cli.Command) {
 	for _, c := range cmds {
 		c.OnUsageError = onUsageError
+		if len(c.Subcommands) > 0 && c.Action == nil {
+			c.Action = unknownCommand("dmsnap " + c.Name)
+		}
 		setUsageHandlers(c.Subcommands)
+	}
+}
+
+// unknownCommand is the action of a command group: it names the unknown
+// subcommand, or shows the group's help when none was given, and exits 2.
+func unknownCommand(path string) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		if c.Args().Present() {
+			return usageErrorf("unknown command %q; see '%s --help'", c.Args().First(), path)
+		}
+		_ = cli.ShowSubcommandHelp(c)
+		return usageErrorf("%s needs a command", path)
 	}
 }

@@ -155,6 +155,9 @@ func TestExitCodes(t *testing.T) {
 		{"missing arg", open, []string{"dm", "status"}, exitUsage, "needs exactly one device name"},
 		{"path not name", open, []string{"dm", "status", "/dev/mapper/x"}, exitUsage, `invalid device name "/dev/mapper/x"`},
 		{"bad flag", open, []string{"dm", "ls", "--bogus"}, exitUsage, "bogus"},
+		{"unknown command", open, []string{"nope"}, exitUsage, `unknown command "nope"`},
+		{"unknown subcommand", open, []string{"dm", "nope"}, exitUsage, `unknown command "nope"; see 'dmsnap dm --help'`},
+		{"group without subcommand", open, []string{"dm"}, exitUsage, "dmsnap dm needs a command"},
 		{"unknown device", open, []string{"dm", "status", "nope"}, exitError, `no device-mapper device named "nope"`},
 		{"no device-mapper", noDM, []string{"dm", "ls"}, exitError, "device-mapper is not available on this host"},
 	}
