@@ -40,6 +40,9 @@ test-vm: vmrun build
 		$(GO) test -count=1 -exec "$(VMRUN) --kernel $$k --timeout $(VM_TIMEOUT)" $(KERNEL_PKGS); \
 	done
 	DMSNAP_VM_TESTS=1 $(GO) test -count=1 ./tests/vmrun/
+	@set -e; for k in $(KERNELS); do \
+		DMSNAP_VM_KERNEL=$$k DMSNAP_VM_TESTS=1 $(GO) test -count=1 ./tests/loopback/; \
+	done
 
 demo: deps build vmrun
 	bash scripts/demo-run.sh

@@ -14,15 +14,14 @@ type globalOptions struct {
 	JSON    bool
 	Quiet   bool
 	Verbose bool
+	// ConfigDir holds the state file (pools.json); LockDir the pool
+	// locks; DevDir is searched for PVs. Empty means the default.
+	ConfigDir string
+	LockDir   string
+	DevDir    string
 
 	stdout io.Writer // results
 	stderr io.Writer // progress and diagnostics
-}
-
-func (g *globalOptions) verbosef(format string, args ...any) {
-	if g.Verbose && !g.Quiet {
-		fmt.Fprintf(g.stderr, format+"\n", args...)
-	}
 }
 
 // run executes dmsnap with args and returns the process exit status.
@@ -53,15 +52,28 @@ func newApp(gopts *globalOptions) *cli.App {
 			&cli.BoolFlag{Name: "json", Usage: "print results (and errors) as JSON with a stable schema"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print no progress or diagnostics"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "explain each step on stderr"},
+			&cli.StringFlag{Name: "config-dir", Usage: "directory of the state file pools.json (default $" + configDirEnv + ", else " + defaultConfigDir + ")"},
+			&cli.StringFlag{Name: "lock-dir", Usage: "directory of the pool lock files (default $" + lockDirEnv + ", else /run/dmsnap)"},
+			&cli.StringFlag{Name: "dev-dir", Usage: "directory searched for PV block devices", Value: "/dev", Hidden: true},
 		},
 		Before: func(c *cli.Context) error {
 			gopts.JSON = c.Bool("json")
 			gopts.Quiet = c.Bool("quiet")
 			gopts.Verbose = c.Bool("verbose")
+			gopts.ConfigDir = c.String("config-dir")
+			gopts.LockDir = c.String("lock-dir")
+			gopts.DevDir = c.String("dev-dir")
 			return nil
 		},
 		Commands: []*cli.Command{
 			newDMCommand(gopts),
+			newPoolCommand(gopts),
+			newLVCommand(gopts),
+			newActivateCommand(gopts),
+			newDeactivateCommand(gopts),
+			newConfigCommand(gopts),
+			newCowCommand(gopts),
+			newDiffCommand(gopts),
 		},
 		// urfave/cli would otherwise call os.Exit from inside Run for
 		// ExitCoder errors; exit statuses are decided in exitCode only.

@@ -1,0 +1,640 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/dmsnap/dmsnap/dm"
+	"github.com/dmsnap/dmsnap/internal/lock"
+	"github.com/dmsnap/dmsnap/internal/loop"
+	"github.com/dmsnap/dmsnap/internal/sys"
+	"github.com/dmsnap/dmsnap/lvm"
+	"github.com/urfave/cli/v2"
+)
+
+// scanPatterns are the block devices searched for PV labels, under the
+// device directory (/dev). Device-mapper devices (dm-*) are never PVs of
+// ours: a pool on top of another pool's volume is refused by design.
+var scanPatterns = []string{"loop*", "vd*", "sd*", "xvd*", "nvme*"}
+
+// pvSource is where one PV was found.
+type pvSource struct {
+	// Path is what metadata I/O opens: an image file or a block device.
+	Path string
+	// Image is set for a regular file, attached through a loop device
+	// for activation.
+	Image bool
+}
+
+// foundPool is a pool assembled from the labels found by discover.
+type foundPool struct {
+	Name    string
+	UUID    lvm.UUID
+	Seqno   uint64
+	Sources map[lvm.UUID]pvSource // by PV UUID
+}
+
+// discovery is the result of scanning devices and image files for PVs.
+type discovery struct {
+	Pools    []*foundPool // sorted by name
+	Warnings []string
+	// MissingImages lists, by pool name, remembered image files that
+	// are gone.
+	MissingImages map[string][]string
+}
+
+// byName returns the pool called name. Two pools of the same name (a
+// copied image) are an error, since a name must pick one pool.
+func (d *discovery) byName(name string) (*foundPool, error) {
+	var hits []*foundPool
+	for _, p := range d.Pools {
+		if p.Name == name {
+			hits = append(hits, p)
+		}
+	}
+	switch len(hits) {
+	case 0:
+		return nil, nil
+	case 1:
+		return hits[0], nil
+	}
+	var ids []string
+	for _, p := range hits {
+		ids = append(ids, string(p.UUID))
+	}
+	return nil, fmt.Errorf("pool name %s is ambiguous: pools %s carry it", name, strings.Join(ids, ", "))
+}
+
+func (g *globalOptions) devDir() string {
+	if g.DevDir != "" {
+		return g.DevDir
+	}
+	return "/dev"
+}
+
+// canonical returns the absolute, symlink-free form of path.
+func canonical(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	return filepath.EvalSymlinks(abs)
+}
+
+// classify checks that path is a regular file or a block device and
+// returns its canonical source.
+func classify(path string) (pvSource, error) {
+	c, err := canonical(path)
+	if err != nil {
+		return pvSource{}, err
+	}
+	fi, err := os.Stat(c)
+	if err != nil {
+		return pvSource{}, err
+	}
+	switch {
+	case fi.Mode().IsRegular():
+		return pvSource{Path: c, Image: true}, nil
+	case fi.Mode()&fs.ModeDevice != 0 && fi.Mode()&fs.ModeCharDevice == 0:
+		return pvSource{Path: c}, nil
+	}
+	return pvSource{}, fmt.Errorf("%s: not a block device or regular file", path)
+}
+
+// loopBacking returns the backing file of a loop device, "" if it has
+// none (not attached) or the file is gone.
+func loopBacking(dev string) string {
+	b, err := os.ReadFile(filepath.Join("/sys/block", filepath.Base(dev), "loop", "backing_file"))
+	if err != nil {
+		return ""
+	}
+	f := strings.TrimSuffix(string(b), "\n")
+	if fi, err := os.Stat(f); err != nil || !fi.Mode().IsRegular() {
+		return ""
+	}
+	return f
+}
+
+// discover finds every PV under the device directory, in the image files
+// the state file remembers, and in extra (files or devices the user
+// named; an unreadable one is an error). A loop device is read through
+// its backing file, so a file-backed PV is found once.
+func discover(g *globalOptions, extra []string) (*discovery, error) {
+	d := &discovery{MissingImages: map[string][]string{}}
+	var cands []pvSource
+	seen := map[string]bool{}
+	add := func(s pvSource) {
+		if !seen[s.Path] {
+			seen[s.Path] = true
+			cands = append(cands, s)
+		}
+	}
+	explicit := map[string]bool{}
+	for _, p := range extra {
+		s, err := classify(p)
+		if err != nil {
+			return nil, err
+		}
+		if !s.Image {
+			if f := loopBacking(s.Path); f != "" {
+				s = pvSource{Path: f, Image: true}
+			}
+		}
+		explicit[s.Path] = true
+		add(s)
+	}
+	st, err := loadState(g)
+	if err != nil {
+		return nil, err
+	}
+	for name, p := range st.Pools {
+		for _, img := range p.Images {
+			s, err := classify(img)
+			if err != nil {
+				d.MissingImages[name] = append(d.MissingImages[name], img)
+				continue
+			}
+			add(s)
+		}
+	}
+	for _, pat := range scanPatterns {
+		matches, _ := filepath.Glob(filepath.Join(g.devDir(), pat))
+		sort.Strings(matches)
+		for _, m := range matches {
+			s, err := classify(m)
+			if err != nil || s.Image {
+				continue
+			}
+			if strings.HasPrefix(filepath.Base(s.Path), "loop") {
+				f := loopBacking(s.Path)
+				if f == "" {
+					continue // unattached, or its file is gone
+				}
+				s = pvSource{Path: f, Image: true}
+			}
+			add(s)
+		}
+	}
+
+	var disks []lvm.Disk
+	bySource := map[lvm.Disk]pvSource{}
+	for _, s := range cands {
+		fd, err := lvm.OpenDisk(s.Path, false)
+		if err != nil {
+			if explicit[s.Path] {
+				return nil, err
+			}
+			continue // no permission, no medium: not ours to report
+		}
+		defer fd.Close()
+		disks = append(disks, fd)
+		bySource[fd] = s
+	}
+	results, warns := lvm.Scan(disks)
+	for _, w := range warns {
+		d.Warnings = append(d.Warnings, w.String())
+	}
+	pools := map[lvm.UUID]*foundPool{}
+	for _, r := range results {
+		s := bySource[r.Disk]
+		p := pools[r.Label.Pool]
+		if p == nil {
+			p = &foundPool{UUID: r.Label.Pool, Sources: map[lvm.UUID]pvSource{}}
+			pools[r.Label.Pool] = p
+		}
+		if prev, dup := p.Sources[r.Label.PV]; dup {
+			d.Warnings = append(d.Warnings, fmt.Sprintf("PV %s found twice, on %s and %s; using %s", r.Label.PV.Short(), prev.Path, s.Path, prev.Path))
+			continue
+		}
+		p.Sources[r.Label.PV] = s
+		if r.PoolName != "" && (p.Name == "" || r.Seqno > p.Seqno) {
+			p.Name, p.Seqno = r.PoolName, r.Seqno
+		}
+	}
+	for _, p := range pools {
+		if p.Name == "" {
+			d.Warnings = append(d.Warnings, fmt.Sprintf("pool %s: no PV has readable metadata", p.UUID))
+			continue
+		}
+		d.Pools = append(d.Pools, p)
+	}
+	sort.Slice(d.Pools, func(i, j int) bool {
+		if d.Pools[i].Name != d.Pools[j].Name {
+			return d.Pools[i].Name < d.Pools[j].Name
+		}
+		return d.Pools[i].UUID < d.Pools[j].UUID
+	})
+	return d, nil
+}
+
+// lockPool takes the pool's lock; a conflicting holder is an error, not a
+// wait, so that a stuck process is reported instead of hanging the next.
+func lockPool(g *globalOptions, name string, mode lock.Mode) (*lock.Lock, error) {
+	l, err := lock.TryAcquire(lock.Path(g.lockDir(), name), mode)
+	if errors.Is(err, lock.ErrLocked) {
+		return nil, fmt.Errorf("pool %s is in use by another dmsnap process (%s lock wanted): %w", name, mode, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lock pool %s: %w", name, err)
+	}
+	return l, nil
+}
+
+// openedPool is a pool loaded from its disks.
+type openedPool struct {
+	Store    *lvm.Store
+	Sources  map[lvm.UUID]pvSource
+	Warnings []string
+	disks    []*lvm.FileDisk
+}
+
+func (o *openedPool) Close() error {
+	var errs []error
+	for _, d := range o.disks {
+		errs = append(errs, d.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// errNoPool reports a pool that no scanned device or remembered image
+// carries.
+func errNoPool(d *discovery, name string) error {
+	msg := fmt.Sprintf("no pool named %s", name)
+	if miss := d.MissingImages[name]; len(miss) > 0 {
+		msg += fmt.Sprintf(" (its image files are missing: %s)", strings.Join(miss, ", "))
+	} else {
+		msg += " (for a pool on image files, name them: dmsnap pool import FILE...)"
+	}
+	return fmt.Errorf("%s: %w", msg, lvm.ErrNotFound)
+}
+
+// openPool discovers and loads the pool called name, read-write when
+// writable. The caller holds the pool's lock and must Close the result.
+func openPool(g *globalOptions, name string, writable bool, extra []string) (*openedPool, error) {
+	d, err := discover(g, extra)
+	if err != nil {
+		return nil, err
+	}
+	fp, err := d.byName(name)
+	if err != nil {
+		return nil, err
+	}
+	if fp == nil {
+		return nil, errNoPool(d, name)
+	}
+	return loadFound(fp, writable)
+}
+
+// loadFound opens the disks of fp and loads the pool from them.
+func loadFound(fp *foundPool, writable bool) (*openedPool, error) {
+	o := &openedPool{Sources: fp.Sources}
+	var disks []lvm.Disk
+	ids := make([]lvm.UUID, 0, len(fp.Sources))
+	for id := range fp.Sources {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	for _, id := range ids {
+		fd, err := lvm.OpenDisk(fp.Sources[id].Path, writable)
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("open pool %s: %w", fp.Name, err), o.Close())
+		}
+		o.disks = append(o.disks, fd)
+		disks = append(disks, fd)
+	}
+	s, err := lvm.Load(disks)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("load pool %s: %w", fp.Name, err), o.Close())
+	}
+	o.Store = s
+	for _, w := range s.Warnings {
+		o.Warnings = append(o.Warnings, w.String())
+	}
+	return o, nil
+}
+
+// images returns the image files among the pool's PVs.
+func (o *openedPool) images() []string {
+	var out []string
+	for _, s := range o.Sources {
+		if s.Image {
+			out = append(out, s.Path)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// warn prints warnings on stderr unless --quiet.
+func (g *globalOptions) warn(msgs ...string) {
+	if g.Quiet {
+		return
+	}
+	for _, m := range msgs {
+		fmt.Fprintf(g.stderr, "dmsnap: warning: %s\n", m)
+	}
+}
+
+// attachedPVs maps each present PV to a device number: a block device's
+// own, an image file's loop device (attached with autoclear when none
+// is, so the kernel detaches it once no dm table holds it any more).
+type attachedPVs struct {
+	Devs  map[lvm.UUID]dm.DevNum
+	Paths map[lvm.UUID]string // device node of each PV
+	loops []*loop.Device
+}
+
+// Release closes the loop devices this process attached. With autoclear,
+// those that a dm table now holds stay attached until that table goes.
+func (a *attachedPVs) Release() error {
+	var errs []error
+	for _, l := range a.loops {
+		errs = append(errs, l.Close())
+	}
+	a.loops = nil
+	return errors.Join(errs...)
+}
+
+func devNumOf(path string) (dm.DevNum, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return dm.DevNum{}, err
+	}
+	maj, minor, ok := sys.BlockDevNum(fi)
+	if !ok {
+		return dm.DevNum{}, fmt.Errorf("%s: not a block device", path)
+	}
+	return dm.DevNum{Major: maj, Minor: minor}, nil
+}
+
+// attachPVs resolves the device numbers of the pool's present PVs. With
+// dryRun it attaches nothing: an image without a loop device gets 0:0,
+// which only a plan that creates everything can refer to.
+func attachPVs(o *openedPool, dryRun bool) (*attachedPVs, error) {
+	a := &attachedPVs{Devs: map[lvm.UUID]dm.DevNum{}, Paths: map[lvm.UUID]string{}}
+	for id := range o.Store.Disks {
+		s := o.Sources[id]
+		path := s.Path
+		if s.Image {
+			found, err := loop.Find(s.Path)
+			if err != nil {
+				return nil, errors.Join(err, a.Release())
+			}
+			switch {
+			case len(found) > 0:
+				path = found[0]
+			case dryRun:
+				a.Devs[id] = dm.DevNum{}
+				a.Paths[id] = "(" + s.Path + ", not attached)"
+				continue
+			default:
+				l, err := loop.Attach(s.Path, loop.Options{AutoClear: true})
+				if err != nil {
+					return nil, errors.Join(fmt.Errorf("attach %s: %w", s.Path, err), a.Release())
+				}
+				a.loops = append(a.loops, l)
+				maj, minor := l.Dev()
+				a.Devs[id] = dm.DevNum{Major: maj, Minor: minor}
+				a.Paths[id] = l.Path()
+				continue
+			}
+		}
+		dn, err := devNumOf(path)
+		if err != nil {
+			return nil, errors.Join(err, a.Release())
+		}
+		a.Devs[id] = dn
+		a.Paths[id] = path
+	}
+	return a, nil
+}
+
+// volumeDevices returns the kernel devices of pool whose DM UUID names
+// volume (any layer), top device first.
+func volumeDevices(k lvm.Kernel, pool, volume lvm.UUID) ([]lvm.KernelDevice, error) {
+	cur, err := lvm.CurrentDevices(k, pool, nil)
+	if err != nil {
+		return nil, err
+	}
+	var out []lvm.KernelDevice
+	for _, d := range cur {
+		_, v, _, err := lvm.ParseDMUUID(d.UUID)
+		if err == nil && v == volume {
+			out = append(out, d)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		_, _, li, _ := lvm.ParseDMUUID(out[i].UUID)
+		_, _, lj, _ := lvm.ParseDMUUID(out[j].UUID)
+		return li == lvm.LayerNone && lj != lvm.LayerNone
+	})
+	return out, nil
+}
+
+// removeDevices removes devices in order and their /dev/mapper nodes.
+func removeDevices(k lvm.Kernel, devs []lvm.KernelDevice) error {
+	for _, d := range devs {
+		if err := k.Remove(d.Name, dm.RemoveOptions{}); err != nil && !errors.Is(err, dm.ErrNotFound) {
+			if errors.Is(err, dm.ErrBusy) {
+				return fmt.Errorf("remove %s: %w (is it mounted or open?)", d.Name, err)
+			}
+			return fmt.Errorf("remove %s: %w", d.Name, err)
+		}
+		_ = dm.RemoveNode(d.Name)
+	}
+	return nil
+}
+
+// activateVolumes brings the devices of the named volumes (nil: all) of
+// p in line with the metadata, leaving other volumes' devices alone, and
+// makes the /dev/mapper node of each top device. It returns the actions
+// taken and the node of each volume activated.
+func activateVolumes(ctx context.Context, k *dm.Client, p *lvm.Pool, devs map[lvm.UUID]dm.DevNum, volumes map[string]bool, opts lvm.ActivateOptions) ([]lvm.Action, []lvm.Warning, map[string]string, error) {
+	desired, warns, err := lvm.Plan(p, devs, opts.Plan)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if volumes != nil {
+		byName := map[string]lvm.DesiredDevice{}
+		for _, d := range desired {
+			byName[d.Name] = d
+		}
+		keep := map[string]bool{}
+		var mark func(name string)
+		mark = func(name string) {
+			if keep[name] {
+				return
+			}
+			keep[name] = true
+			for _, dep := range byName[name].Deps {
+				mark(dep)
+			}
+		}
+		for _, d := range desired {
+			if volumes[d.Volume] {
+				mark(d.Name)
+			}
+		}
+		var sel []lvm.DesiredDevice
+		for _, d := range desired {
+			if keep[d.Name] {
+				sel = append(sel, d)
+			}
+		}
+		desired = sel
+	}
+	names := make([]string, len(desired))
+	for i, d := range desired {
+		names[i] = d.Name
+	}
+	current, err := lvm.CurrentDevices(k, p.UUID, names)
+	if err != nil {
+		return nil, warns, nil, err
+	}
+	var actions []lvm.Action
+	for _, a := range lvm.Reconcile(p.UUID, desired, current) {
+		if a.Kind == lvm.ActionRemove && volumes != nil {
+			continue // another volume's device, not a leftover
+		}
+		switch a.Kind {
+		case lvm.ActionLost:
+			warns = append(warns, lvm.Warning{Msg: fmt.Sprintf("snapshot %s/%s is lost: %s", p.Name, a.Device.Volume, a.Reason)})
+		case lvm.ActionRemove:
+			if !opts.Apply.RemoveLeftovers {
+				warns = append(warns, lvm.Warning{Msg: fmt.Sprintf("device %s (uuid %s) belongs to pool %s but not to its metadata", a.Current.Name, a.Current.UUID, p.Name)})
+			}
+		}
+		actions = append(actions, a)
+	}
+	if opts.DryRun {
+		return actions, warns, nil, nil
+	}
+	if err := lvm.Apply(k, actions, opts.Apply); err != nil {
+		return actions, warns, nil, fmt.Errorf("activate pool %s: %w", p.Name, err)
+	}
+	nodes := map[string]string{}
+	for _, a := range actions {
+		switch a.Kind {
+		case lvm.ActionRemove:
+			if opts.Apply.RemoveLeftovers {
+				_ = dm.RemoveNode(a.Current.Name)
+			}
+			continue
+		case lvm.ActionRename:
+			_ = dm.RemoveNode(a.Current.Name)
+		case lvm.ActionLost, lvm.ActionConflict:
+			continue
+		}
+		_, _, layer, err := lvm.ParseDMUUID(a.Device.UUID)
+		if err != nil || layer != lvm.LayerNone {
+			continue
+		}
+		info, err := k.Info(a.Device.Name)
+		if err != nil {
+			return actions, warns, nodes, fmt.Errorf("activate pool %s: %w", p.Name, err)
+		}
+		node, err := dm.EnsureNode(ctx, info)
+		if err != nil {
+			return actions, warns, nodes, fmt.Errorf("activate pool %s: %w", p.Name, err)
+		}
+		nodes[a.Device.Volume] = node
+	}
+	return actions, warns, nodes, nil
+}
+
+// splitVolumePath splits POOL/NAME, or NAME in the default pool, into
+// validated parts; mistakes are usage errors.
+func splitVolumePath(g *globalOptions, arg string) (pool, volume string, err error) {
+	pool, volume, err = lvm.SplitPath(arg)
+	if err != nil {
+		return "", "", usageError{err}
+	}
+	if pool == "" {
+		if pool, err = defaultPool(g); err != nil {
+			return "", "", err
+		}
+	}
+	return pool, volume, nil
+}
+
+// sizeOf formats an extent count of p.
+func sizeOf(p *lvm.Pool, n lvm.ExtentCount) string { return lvm.FormatSize(p.Sectors(n)) }
+
+// withArgs adapts an action to urfave/cli, which stops parsing flags at
+// the first argument: flags given after arguments (`lv create vg/x
+// --size 1G`) are parsed here and set on c, and fn gets the remaining
+// arguments. "--" ends the flags.
+func withArgs(fn func(c *cli.Context, args []string) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		args := c.Args().Slice()
+		late := false
+		for _, a := range args {
+			if a == "--" {
+				break
+			}
+			if len(a) > 1 && a[0] == '-' {
+				late = true
+			}
+		}
+		if !late {
+			return fn(c, args)
+		}
+		fs := flag.NewFlagSet(c.Command.Name, flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		for _, f := range c.Command.Flags {
+			if err := f.Apply(fs); err != nil {
+				return err
+			}
+		}
+		var pos []string
+		rest := args
+		for len(rest) > 0 {
+			n := len(rest)
+			if err := fs.Parse(rest); err != nil {
+				return usageErrorf("%w (a name cannot start with '-')", err)
+			}
+			rest = fs.Args()
+			if len(rest) == 0 {
+				break
+			}
+			if len(rest) < n && args[len(args)-len(rest)-1] == "--" {
+				pos = append(pos, rest...) // everything after "--"
+				break
+			}
+			pos = append(pos, rest[0])
+			rest = rest[1:]
+		}
+		var err error
+		fs.Visit(func(f *flag.Flag) {
+			if e := c.Set(f.Name, f.Value.String()); e != nil && err == nil {
+				err = usageError{e}
+			}
+		})
+		if err != nil {
+			return err
+		}
+		return fn(c, pos)
+	}
+}
+
+func first(args []string) string {
+	if len(args) == 0 {
+		return ""
+	}
+	return args[0]
+}
+
+func tail(args []string) []string {
+	if len(args) < 2 {
+		return nil
+	}
+	return args[1:]
+}
