@@ -12,7 +12,7 @@ STATICCHECK_VERSION ?= v0.8.2
 KERNELS     ?= bookworm backports
 VM_TIMEOUT  ?= 900s
 # Packages whose tests touch the kernel; the VM runs only these.
-KERNEL_PKGS ?= ./dm/ ./internal/sys/ ./internal/loop/ ./cmd/dmsnap/
+KERNEL_PKGS ?= ./dm/ ./internal/sys/ ./internal/loop/ ./cow/ ./merge/ ./cmd/dmsnap/
 
 .PHONY: all build deps vmrun test test-unit test-vm demo lint bench fuzz clean
 

@@ -74,6 +74,7 @@ func newApp(gopts *globalOptions) *cli.App {
 			newConfigCommand(gopts),
 			newCowCommand(gopts),
 			newDiffCommand(gopts),
+			newMergeCommand(gopts),
 		},
 		// urfave/cli would otherwise call os.Exit from inside Run for
 		// ExitCoder errors; exit statuses are decided in exitCode only.
