@@ -61,6 +61,12 @@ func TestOpenErrorsAreUnavailable(t *testing.T) {
 	if got, want := noDM.Error(), "dm open /dev/mapper/control: no such file or directory"; got != want {
 		t.Fatalf("Error() = %q, want %q", got, want)
 	}
+	for _, errno := range []error{sys.ENODEV, sys.ENXIO} {
+		stale := &OpError{Op: "open", Device: sys.ControlPath, Err: os.NewSyscallError("open", sys.WrapErr(errno))}
+		if !errors.Is(stale, ErrNoDeviceMapper) || !Unavailable(stale) {
+			t.Fatalf("%v on open (control node without dm-mod) is not ErrNoDeviceMapper", errno)
+		}
+	}
 	perm := &OpError{Op: "open", Device: sys.ControlPath, Err: os.NewSyscallError("open", sys.WrapErr(sys.EACCES))}
 	if !errors.Is(perm, ErrPermission) || !Unavailable(perm) || errors.Is(perm, ErrNoDeviceMapper) {
 		t.Fatal("EACCES on open is not ErrPermission")

@@ -81,7 +81,10 @@ func (e *OpError) Is(target error) bool {
 	}
 	switch target {
 	case ErrNoDeviceMapper:
-		return e.Op == "open" && errors.Is(e.Err, sys.ENOENT)
+		// No node (ENOENT), or a node whose driver is not loaded: a
+		// /dev/mapper/control left behind by lvm or dmsetup on a host
+		// without dm-mod opens with ENODEV (ENXIO on some kernels).
+		return e.Op == "open" && (errors.Is(e.Err, sys.ENOENT) || errors.Is(e.Err, sys.ENODEV) || errors.Is(e.Err, sys.ENXIO))
 	case ErrExist:
 		switch e.Op {
 		case "create", "rename", "set-uuid":
