@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what `make test` and `make demo` need on a fresh Debian machine:
 # QEMU and a static busybox for the test VM, cpio/xz for unpacking kernels,
-# and the Go modules. Idempotent; apt runs only when something is missing.
+# LVM2 for the kernel tests that follow merges started by lvconvert (the VM
+# uses the host's tools), and the Go modules. Idempotent; apt runs only when
+# something is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +14,7 @@ command -v cpio >/dev/null || need+=(cpio)
 command -v xz >/dev/null || need+=(xz-utils)
 command -v zstd >/dev/null || need+=(zstd)
 command -v dpkg-deb >/dev/null || need+=(dpkg)
+PATH=$PATH:/usr/sbin:/sbin command -v lvm >/dev/null || need+=(lvm2) # sbin: not in a user's PATH
 [ -e /usr/share/qemu/qboot.rom ] || need+=(qemu-system-data)
 
 if [ ${#need[@]} -gt 0 ]; then
