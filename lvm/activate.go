@@ -30,6 +30,8 @@ type DesiredDevice struct {
 	// Transient marks the device of a snapshot with a transient store:
 	// it cannot be rebuilt once gone, only reported lost.
 	Transient bool
+	// ReadOnly loads the table read-only (a snapshot created --readonly).
+	ReadOnly bool
 }
 
 // PlanOptions tune [Plan].
@@ -144,7 +146,7 @@ func Plan(p *Pool, devs map[UUID]dm.DevNum, opts PlanOptions) ([]DesiredDevice, 
 					continue
 				}
 				snap := DesiredDevice{Name: name(cv, LayerNone), UUID: DMUUID(p.UUID, cv.UUID, LayerNone), Volume: cv.Name,
-					Deps: []string{real, name(cv, LayerCOW)}, Transient: s.Store == dm.Transient}
+					Deps: []string{real, name(cv, LayerCOW)}, Transient: s.Store == dm.Transient, ReadOnly: s.ReadOnly}
 				if s.State == SnapshotMerging {
 					merging = &s
 					// The snapshot shows an error table while its COW merges

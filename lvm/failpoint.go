@@ -23,6 +23,7 @@ import (
 //	lvm.commit.after-slot-write  one PV's slot fully written and synced (fires per PV)
 //	lvm.commit.done            every PV written
 //	lvm.extend.after-new-pvs   Extend: new PVs labelled and written, old PVs not yet
+//	lvm.snapshot.*             snapshot create/remove/extend steps (docs/formats.md)
 const FailpointEnv = "DMSNAP_FAILPOINT"
 
 // FailpointExitCode is the exit status of a process stopped by a failpoint.

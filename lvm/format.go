@@ -31,8 +31,10 @@ const (
 	slotHeaderSize = 512
 	labelVersion   = 1
 	slotVersion    = 1
-	// DocumentVersion is the version of the JSON pool description.
-	DocumentVersion = 1
+	// DocumentVersion is the version of the JSON pool description that
+	// dmsnap writes. Version 2 added the snapshot field "read_only";
+	// version 1 documents, a subset, are still read.
+	DocumentVersion = 2
 	documentFormat  = "dmsnap-pool"
 )
 
@@ -236,7 +238,7 @@ func decodePayload(h slotHeader, payload []byte) (*Pool, error) {
 	if probe.Format != documentFormat {
 		return nil, fmt.Errorf("payload: format %q: %w", probe.Format, ErrCorrupt)
 	}
-	if probe.Version != DocumentVersion {
+	if probe.Version < 1 || probe.Version > DocumentVersion {
 		return nil, fmt.Errorf("metadata document version %d (this dmsnap knows %d): %w", probe.Version, DocumentVersion, ErrUnknownVersion)
 	}
 	dec := json.NewDecoder(bytes.NewReader(payload))

@@ -85,7 +85,7 @@ func Apply(k Kernel, actions []Action, opts ApplyOptions) error {
 		if err != nil {
 			return fmt.Errorf("reload %s: %w", d.Name, err)
 		}
-		if err := k.Load(d.Name, lines, dm.LoadOptions{}); err != nil {
+		if err := k.Load(d.Name, lines, dm.LoadOptions{ReadOnly: d.ReadOnly}); err != nil {
 			return fmt.Errorf("reload %s: %w", d.Name, err)
 		}
 		if _, err := k.Resume(d.Name); err != nil {
@@ -105,7 +105,7 @@ func Apply(k Kernel, actions []Action, opts ApplyOptions) error {
 			if err != nil {
 				return fmt.Errorf("create %s: %w", d.Name, err)
 			}
-			if err := k.Load(d.Name, lines, dm.LoadOptions{}); err != nil {
+			if err := k.Load(d.Name, lines, dm.LoadOptions{ReadOnly: d.ReadOnly}); err != nil {
 				return errors.Join(fmt.Errorf("load %s: %w", d.Name, err), k.Remove(d.Name, dm.RemoveOptions{}))
 			}
 			if info, err = k.Resume(d.Name); err != nil {

@@ -114,13 +114,15 @@ const (
 // KindSnapshotCOW volume COW. The snapshot's name is the COW volume's name,
 // so renaming that volume renames the snapshot.
 type Snapshot struct {
-	COW                   UUID          `json:"cow"`
-	Origin                UUID          `json:"origin"`
-	Store                 dm.StoreType  `json:"store"`
-	ChunkSize             dm.Sector     `json:"chunk_sectors"`
-	DiscardZeroesCOW      bool          `json:"discard_zeroes_cow,omitempty"`
-	DiscardPassdownOrigin bool          `json:"discard_passdown_origin,omitempty"`
-	State                 SnapshotState `json:"state"`
+	COW                   UUID         `json:"cow"`
+	Origin                UUID         `json:"origin"`
+	Store                 dm.StoreType `json:"store"`
+	ChunkSize             dm.Sector    `json:"chunk_sectors"`
+	DiscardZeroesCOW      bool         `json:"discard_zeroes_cow,omitempty"`
+	DiscardPassdownOrigin bool         `json:"discard_passdown_origin,omitempty"`
+	// ReadOnly loads the snapshot device read-only (document version 2).
+	ReadOnly bool          `json:"read_only,omitempty"`
+	State    SnapshotState `json:"state"`
 }
 
 // PendingOp records a multi-step operation in progress, committed before

@@ -144,6 +144,7 @@ type SnapshotSpec struct {
 	ChunkSize             dm.Sector
 	DiscardZeroesCOW      bool
 	DiscardPassdownOrigin bool
+	ReadOnly              bool
 }
 
 // AddSnapshot returns a copy of p with a snapshot of spec.Origin: a new
@@ -165,6 +166,9 @@ func (p *Pool) AddSnapshot(spec SnapshotSpec) (*Pool, error) {
 	if err := dm.CheckChunkSectors(spec.ChunkSize); err != nil {
 		return nil, fmt.Errorf("snapshot %s/%s: %w", p.Name, spec.Name, err)
 	}
+	if spec.DiscardPassdownOrigin && !spec.DiscardZeroesCOW {
+		return nil, fmt.Errorf("snapshot %s/%s: discard_passdown_origin needs discard_zeroes_cow: %w", p.Name, spec.Name, dm.ErrInvalidTable)
+	}
 	q, err := p.addVolume(spec.Name, KindSnapshotCOW, spec.COWExtents)
 	if err != nil {
 		return nil, err
@@ -174,7 +178,7 @@ func (p *Pool) AddSnapshot(spec SnapshotSpec) (*Pool, error) {
 	q.Snapshots = append(q.Snapshots, Snapshot{
 		COW: q.Volume(spec.Name).UUID, Origin: o.UUID, Store: spec.Store, ChunkSize: spec.ChunkSize,
 		DiscardZeroesCOW: spec.DiscardZeroesCOW, DiscardPassdownOrigin: spec.DiscardPassdownOrigin,
-		State: SnapshotActive,
+		ReadOnly: spec.ReadOnly, State: SnapshotActive,
 	})
 	return q, nil
 }

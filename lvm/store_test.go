@@ -203,7 +203,7 @@ func TestUnknownVersion(t *testing.T) {
 	d = saved.clone(true)
 	// A document version bump inside a valid slot.
 	p := must[*Store](t)(Load(disks(d))).Pool
-	payload := []byte(strings.Replace(mustEncode(t, p), `"version":1`, `"version":9`, 1))
+	payload := []byte(strings.Replace(mustEncode(t, p), `"version":2`, `"version":9`, 1))
 	hdr := encodeSlotHeader(slotHeader{Seqno: p.Seqno, Length: uint64(len(payload)), PayloadCRC: crc32.Checksum(payload, castagnoli), Pool: p.UUID})
 	off := l.slotStart(0).Bytes()
 	d.put(off, hdr)

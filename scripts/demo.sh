@@ -50,7 +50,29 @@ echo "data intact"
 step "6. Activation is idempotent: a second run keeps everything"
 run activate demo --dry-run
 
-step "7. Clean up: remove the volume and the pool"
+step "7. Take a persistent snapshot of base: the card's command, on the default pool"
+run --verbose create base snap --cow 100M --persistent
+run dm ls
+
+step "8. Overwrite the first 16 MiB of the origin; the snapshot keeps the old data"
+dd if=/dev/urandom of=/dev/mapper/demo-base bs=1M count=16 conv=fsync status=none
+origin=$(head -c 64M /dev/mapper/demo-base | sha256sum)
+snap=$(head -c 64M /dev/mapper/demo-snap | sha256sum)
+echo "origin sha256 $origin"
+echo "snap   sha256 $snap"
+[ "$snap" = "$before" ] || { echo "the snapshot changed" >&2; exit 1; }
+[ "$origin" != "$before" ] || { echo "the origin did not change" >&2; exit 1; }
+echo "the snapshot still holds the data as it was at 'create'"
+
+step "9. List snapshots (like lvs) and show one with the kernel's raw sector counts"
+run ls
+run status snap
+
+step "10. Remove the snapshot: the origin goes back to a plain linear device"
+run remove snap
+run dm status demo-base
+
+step "11. Clean up: remove the volume and the pool"
 run lv remove demo/base
 run pool remove demo
 echo

@@ -74,6 +74,12 @@ func newApp(gopts *globalOptions) *cli.App {
 			newConfigCommand(gopts),
 			newCowCommand(gopts),
 			newDiffCommand(gopts),
+			newCreateCommand(gopts),
+			newLsCommand(gopts),
+			newStatusCommand(gopts),
+			newRemoveCommand(gopts),
+			newExtendCommand(gopts),
+			newRenameCommand(gopts),
 			newMergeCommand(gopts),
 		},
 		// urfave/cli would otherwise call os.Exit from inside Run for

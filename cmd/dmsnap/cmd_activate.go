@@ -182,7 +182,7 @@ func activatePool(ctx context.Context, gopts *globalOptions, k *dm.Client, fp *f
 		}
 		defer l.Close()
 	}
-	o, err := loadFound(fp, false)
+	o, err := loadFound(fp, !opts.DryRun)
 	if err != nil {
 		return jsonActivation{}, err
 	}
@@ -204,6 +204,17 @@ func activatePool(ctx context.Context, gopts *globalOptions, k *dm.Client, fp *f
 	a, err := attachPVs(o, opts.DryRun)
 	if err != nil {
 		return r, fmt.Errorf("pool %s: %w", p.Name, err)
+	}
+	if !opts.DryRun {
+		// Interrupted snapshot operations and lost transient snapshots
+		// (cmd_snapshot.go).
+		w, err := settleSnapshots(ctx, k, o, a.Devs)
+		r.Warnings = append(r.Warnings, w...)
+		gopts.warn(w...)
+		if err != nil {
+			return r, errors.Join(fmt.Errorf("pool %s: %w", p.Name, err), a.Release())
+		}
+		p = o.Store.Pool
 	}
 	actions, warns, nodes, err := activateVolumes(ctx, k, p, a.Devs, nil, lvm.ActivateOptions{
 		Plan: lvm.PlanOptions{Partial: opts.Partial}, Apply: lvm.ApplyOptions{RemoveLeftovers: true}, DryRun: opts.DryRun,
