@@ -17,9 +17,12 @@ import (
 	"github.com/dmsnap/dmsnap/lvm"
 )
 
-const cowSourceHelp = `DEVICE|FILE is a COW block device or an image file of one. SNAP names
-(pool/snapshot) arrive with the snapshot commands; until then pass the
-snapshot's COW device. Reading is read-only. The supported case is an
+const cowSourceHelp = `[POOL/]SNAP is a persistent snapshot of a dmsnap pool (the default pool when
+POOL is omitted): its active <pool>-<snap>-cow device is read, and the chunk
+size (and origin size) recorded in the pool metadata are checked against
+the store. DEVICE|FILE is a COW block device or an image file of one (an
+argument starting with / or ., or naming an existing file, is a path).
+Reading is read-only. The supported case is an
 image file or the COW of an inactive snapshot. A block device is read with
 O_DIRECT, so the page cache cannot show stale metadata; if it is held by a
 device-mapper device (an active snapshot), the result is prefix-consistent:
@@ -34,7 +37,7 @@ func newCowCommand(gopts *globalOptions) *cli.Command {
 			{
 				Name:      "inspect",
 				Usage:     "show a store's header, state, fill and first exceptions",
-				ArgsUsage: "DEVICE|FILE",
+				ArgsUsage: "[POOL/]SNAP|DEVICE|FILE",
 				Description: cowSourceHelp + "\n\nThe fill line prints \"<allocated>/<total> <metadata>\" in sectors, exactly as\n" +
 					"the kernel's snapshot status would for this store.\n\n" +
 					"An invalidated store is shown (exit 0); a store that is not one fails (exit 1).\n\n" + exitStatusHelp,
@@ -51,13 +54,21 @@ func newCowCommand(gopts *globalOptions) *cli.Command {
 						Path: c.Args().First(), JSON: c.Bool("json") || gopts.JSON,
 						Limit: c.Int("limit"), ChunkSectors: c.Uint("chunk-size"),
 					}
+					t, err := resolveCowArg(gopts, opts.Path)
+					if err != nil {
+						return err
+					}
+					opts.Path = t.Path
+					if opts.ChunkSectors == 0 {
+						opts.ChunkSectors = uint(t.ChunkSectors)
+					}
 					return runCowInspect(c.Context, opts, gopts)
 				},
 			},
 			{
 				Name:      "verify",
 				Usage:     "validate a store completely; exit 1 with the precise problem if it is bad",
-				ArgsUsage: "DEVICE|FILE",
+				ArgsUsage: "[POOL/]SNAP|DEVICE|FILE",
 				Description: cowSourceHelp + "\n\nChecks the header (magic, version, valid flag, chunk size), every metadata\n" +
 					"area and record (new chunks inside the device and not metadata, no\n" +
 					"duplicate old or new chunks) and, with --origin-size, that every old chunk\n" +
@@ -75,6 +86,17 @@ func newCowCommand(gopts *globalOptions) *cli.Command {
 					opts := cowVerifyOptions{
 						Path: c.Args().First(), JSON: c.Bool("json") || gopts.JSON,
 						ChunkSectors: c.Uint("chunk-size"), OriginSize: c.String("origin-size"),
+					}
+					t, err := resolveCowArg(gopts, opts.Path)
+					if err != nil {
+						return err
+					}
+					opts.Path = t.Path
+					if opts.ChunkSectors == 0 {
+						opts.ChunkSectors = uint(t.ChunkSectors)
+					}
+					if opts.OriginSize == "" && t.OriginSize != 0 {
+						opts.OriginSize = fmt.Sprintf("%ds", t.OriginSize)
 					}
 					return runCowVerify(c.Context, opts, gopts)
 				},

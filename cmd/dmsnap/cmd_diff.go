@@ -15,7 +15,7 @@ func newDiffCommand(gopts *globalOptions) *cli.Command {
 	return &cli.Command{
 		Name:      "diff",
 		Usage:     "list the origin ranges changed since a snapshot was taken, from its COW store",
-		ArgsUsage: "DEVICE|FILE",
+		ArgsUsage: "[POOL/]SNAP|DEVICE|FILE",
 		Description: cowSourceHelp + "\n\n" +
 			"Each exception in the store is an origin chunk that changed (or was written\n" +
 			"through the snapshot) since the snapshot was taken. Adjacent chunks are\n" +
@@ -39,6 +39,17 @@ func newDiffCommand(gopts *globalOptions) *cli.Command {
 			opts := diffOptions{
 				Path: c.Args().First(), JSON: c.Bool("json") || gopts.JSON, Bitmap: c.String("bitmap"),
 				OriginSize: c.String("origin-size"), ChunkSectors: c.Uint("chunk-size"),
+			}
+			t, err := resolveCowArg(gopts, opts.Path)
+			if err != nil {
+				return err
+			}
+			opts.Path = t.Path
+			if opts.ChunkSectors == 0 {
+				opts.ChunkSectors = uint(t.ChunkSectors)
+			}
+			if opts.OriginSize == "" && t.OriginSize != 0 {
+				opts.OriginSize = fmt.Sprintf("%ds", t.OriginSize)
 			}
 			return runDiff(c.Context, opts, gopts)
 		},
