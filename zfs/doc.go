@@ -1,0 +1,39 @@
+// Package zfs is dmsnap's bridge to OpenZFS: it runs zfs(8) and zpool(8),
+// parses what they print, and plans replication and retention as pure
+// functions over those listings. Stdlib only.
+//
+// It owns:
+//
+//   - one exec wrapper, [Runner]: every command goes through
+//     [Runner.Run], never a shell, cancellable through its context, timed
+//     through an [Observer] hook (a metrics package adapts it; labels are
+//     the bounded binary and verb);
+//   - typed errors: a failed command is a *[CommandError] that quotes the
+//     command and its standard error and answers errors.Is for a sentinel
+//     classified from that text ([ErrDatasetNotFound], [ErrExists],
+//     [ErrBusy], [ErrNoModule], [ErrZFSNotInstalled], ...). Each pattern
+//     names its OpenZFS source and whether it was verified against a real
+//     zfs in tests/loopback;
+//   - listings: [Point]s (snapshots and bookmarks) from `zfs list -Hp`,
+//     always ordered by createtxg, identified by guid;
+//   - the version guard: [ParseVersion] and [CheckVersions];
+//   - planning: [PlanReplication] picks the common base by GUID and
+//     returns the send/receive steps; [Prune] picks what retention may
+//     destroy; [SendArgs], [ReceiveArgs] build the argv;
+//   - names of dmsnap's snapshots and bookmarks ([SnapshotName]).
+//
+// Hazards:
+//
+//   - Never choose a base, or order points, by name or creation time:
+//     creation has one-second resolution and names lie. Use createtxg
+//     within a pool and guid across pools.
+//   - `zfs receive -F` destroys receiver snapshots newer than the base;
+//     plans use it only when asked, and then list what it destroys.
+//   - Bookmark every sent snapshot: the bookmark keeps the incremental
+//     chain alive after the snapshot is pruned. A bookmark can only be the
+//     source of `send -i`, never of `-I`.
+//   - Userland 2.3.2 on a 2.3.1 kernel module breaks `send -I`; the guard
+//     then makes plans use a chain of `-i`.
+//   - Names reach zfs as separate argv entries; a "#" would start a
+//     comment in any shell or remote (ssh) command line.
+package zfs

@@ -1,0 +1,100 @@
+package zfs
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+)
+
+// history builds n dmsnap snapshots of tank/vol, each with its
+// per-snapshot bookmark, plus a user snapshot "keepme" after the 2nd, and
+// #dmsnap-last-sent on snapshot lastSent (1-based; 0 = none).
+func history(n, lastSent int) []Point {
+	t0 := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	var pts []Point
+	for i := 1; i <= n; i++ {
+		short := SnapshotName(t0, uint64(i)) // same second for all: names and times cannot order them
+		guid, txg := uint64(5000+i), uint64(100*i)
+		pts = append(pts,
+			Point{Name: "tank/vol@" + short, Kind: Snapshot, GUID: guid, CreateTXG: txg, Creation: t0},
+			Point{Name: "tank/vol#" + short, Kind: Bookmark, GUID: guid, CreateTXG: txg, Creation: t0})
+		if i == lastSent {
+			pts = append(pts, Point{Name: "tank/vol#" + LastSentBookmark, Kind: Bookmark, GUID: guid, CreateTXG: txg, Creation: t0})
+		}
+		if i == 2 {
+			pts = append(pts, Point{Name: "tank/vol@keepme", Kind: Snapshot, GUID: 9999, CreateTXG: txg + 50, Creation: t0})
+		}
+	}
+	return pts
+}
+
+func nm(kind string, i int) string {
+	return fmt.Sprintf("tank/vol%s%s", kind, SnapshotName(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC), uint64(i)))
+}
+
+func TestPrune(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		pts    []Point
+		policy Retention
+		want   []string
+	}{
+		{"keep 3 snapshots, 2 bookmarks, base is #8", history(10, 8), Retention{KeepSnapshots: 3, KeepBookmarks: 2, Protect: []uint64{5008}},
+			[]string{nm("@", 1), nm("#", 1), nm("@", 2), nm("#", 2), nm("@", 3), nm("#", 3), nm("@", 4), nm("#", 4), nm("@", 5), nm("#", 5), nm("@", 6), nm("#", 6), nm("@", 7), nm("#", 7)}},
+		// The base is old: nothing newer than it may go, whatever keep says.
+		{"old base protects everything newer", history(10, 3), Retention{KeepSnapshots: 1, KeepBookmarks: 1, Protect: []uint64{5003}},
+			[]string{nm("@", 1), nm("#", 1), nm("@", 2), nm("#", 2)}},
+		{"no base: keep counts only", history(4, 0), Retention{KeepSnapshots: 2, KeepBookmarks: 3},
+			[]string{nm("@", 1), nm("#", 1), nm("@", 2)}},
+		{"foreign snapshots too", history(4, 0), Retention{KeepSnapshots: 2, KeepBookmarks: 4, Foreign: true},
+			[]string{nm("@", 1), nm("@", 2), "tank/vol@keepme"}},
+		{"keep zero, base is newest", history(3, 3), Retention{Protect: []uint64{5003}},
+			[]string{nm("@", 1), nm("#", 1), nm("@", 2), nm("#", 2)}},
+		{"two bases: the older one bounds", history(6, 6), Retention{Protect: []uint64{5006, 5002}},
+			[]string{nm("@", 1), nm("#", 1)}},
+		{"base only as bookmark", slices.DeleteFunc(history(5, 4), func(p Point) bool { return p.Name == nm("@", 4) }),
+			Retention{KeepSnapshots: 0, KeepBookmarks: 0, Protect: []uint64{5004}},
+			[]string{nm("@", 1), nm("#", 1), nm("@", 2), nm("#", 2), nm("@", 3), nm("#", 3)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := slices.Clone(tc.pts)
+			slices.Reverse(in) // input order must not matter
+			got, err := Prune(in, tc.policy)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if names := pointNames(got); !slices.Equal(names, tc.want) {
+				t.Errorf("destroy\n got %q\nwant %q", names, tc.want)
+			}
+			for _, p := range got {
+				if p.Kind == Bookmark && p.Short() == LastSentBookmark {
+					t.Errorf("pruned the stable bookmark")
+				}
+				for _, g := range tc.policy.Protect {
+					if p.GUID == g {
+						t.Errorf("pruned protected %s", p.Name)
+					}
+				}
+			}
+			again, _ := Prune(tc.pts, tc.policy)
+			if !slices.Equal(again, got) {
+				t.Error("not deterministic")
+			}
+		})
+	}
+}
+
+func TestPruneErrors(t *testing.T) {
+	if _, err := Prune(history(3, 0), Retention{Protect: []uint64{777}}); !errors.Is(err, ErrDatasetNotFound) {
+		t.Errorf("unknown base: %v", err)
+	}
+	if _, err := Prune(history(3, 0), Retention{KeepSnapshots: -1}); err == nil {
+		t.Error("negative keep accepted")
+	}
+	bad := []Point{{Name: "p/v@a", Kind: Snapshot, GUID: 1, CreateTXG: 5}, {Name: "p/v@b", Kind: Snapshot, GUID: 2, CreateTXG: 5}}
+	if _, err := Prune(bad, Retention{}); !errors.Is(err, ErrSyntax) {
+		t.Errorf("inconsistent listing: %v", err)
+	}
+}
