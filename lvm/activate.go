@@ -85,7 +85,7 @@ func snapshotParams(real, cow string, s *Snapshot) string {
 //	                                        (snapshot-merge <o>-real <s>-cow ... while s merges)
 //	snapshot s of o:      <pool>-<s>-cow    linear over s's extents
 //	                      <pool>-<s>        snapshot <o>-real <s>-cow P|N|PO <chunk> [features]
-//	                                        (error while s merges)
+//	                                        (not built while s merges: its COW is the origin's)
 //
 // A volume on a missing PV is an error wrapping [ErrMissingPV] unless
 // opts.Partial, which skips it (and snapshots of a skipped origin, and an
@@ -145,18 +145,18 @@ func Plan(p *Pool, devs map[UUID]dm.DevNum, opts PlanOptions) ([]DesiredDevice, 
 					warns = append(warns, Warning{Msg: fmt.Sprintf("snapshot %s/%s: COW on a missing PV; skipped", p.Name, cv.Name)})
 					continue
 				}
-				snap := DesiredDevice{Name: name(cv, LayerNone), UUID: DMUUID(p.UUID, cv.UUID, LayerNone), Volume: cv.Name,
-					Deps: []string{real, name(cv, LayerCOW)}, Transient: s.Store == dm.Transient, ReadOnly: s.ReadOnly}
-				if s.State == SnapshotMerging {
+				if s.State == SnapshotMerging || s.State == SnapshotMergeFailed {
+					// Its exceptions belong to the origin's snapshot-merge
+					// table now: the snapshot's own device is not rebuilt
+					// (LVM2 does not activate a merging snapshot either),
+					// and one left by the handover is a leftover.
 					merging = &s
-					// The snapshot shows an error table while its COW merges
-					// into the origin, and resumes after the origin.
-					snap.Lines = []dm.TargetLine{{Length: size, Type: dm.TypeError}}
-					snap.Deps = []string{top.Name}
-				} else {
-					snap.Lines = []dm.TargetLine{{Length: size, Type: dm.TypeSnapshot, Params: snapshotParams(real, name(cv, LayerCOW), &s)}}
-					top.Deps = append(top.Deps, snap.Name)
+					continue
 				}
+				snap := DesiredDevice{Name: name(cv, LayerNone), UUID: DMUUID(p.UUID, cv.UUID, LayerNone), Volume: cv.Name,
+					Deps: []string{real, name(cv, LayerCOW)}, Transient: s.Store == dm.Transient, ReadOnly: s.ReadOnly,
+					Lines: []dm.TargetLine{{Length: size, Type: dm.TypeSnapshot, Params: snapshotParams(real, name(cv, LayerCOW), &s)}}}
+				top.Deps = append(top.Deps, snap.Name)
 				out = append(out, snap)
 			}
 			if merging != nil {

@@ -626,7 +626,8 @@ func RenameSnapshot(_ context.Context, s *Store, env SnapshotEnv, oldName, newNa
 // back (its half-built devices removed, the origin's table restored,
 // the snapshot dropped from the description). A pending
 // [OpSnapshotExtend] reloads the snapshot. Devices of the pool left
-// suspended are resumed with their live table. Transient snapshots whose
+// suspended are resumed with their live table. Pending merges are settled
+// first (see recoverMerges). Transient snapshots whose
 // device is gone cannot be rebuilt: they are dropped and reported. It
 // returns the description to commit (p itself when nothing changed) and
 // what it did, as warnings.
@@ -637,6 +638,11 @@ func RecoverSnapshots(ctx context.Context, k SnapshotKernel, p *Pool, env Snapsh
 	cur, err := CurrentDevices(k, p.UUID, nil)
 	if err != nil {
 		return nil, nil, err
+	}
+	if mk, ok := k.(MergeKernel); ok {
+		if next, err = recoverMerges(ctx, mk, next, warn); err != nil {
+			return nil, nil, err
+		}
 	}
 	var extend []UUID
 	for _, op := range p.Pending {

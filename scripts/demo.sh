@@ -68,9 +68,14 @@ step "9. List snapshots (like lvs) and show one with the kernel's raw sector cou
 run ls
 run status snap
 
-step "10. Remove the snapshot: the origin goes back to a plain linear device"
-run remove snap
+step "10. Merge the snapshot back: the kernel's snapshot-merge rolls the origin back to it"
+run merge --watch snap
+merged=$(head -c 64M /dev/mapper/demo-base | sha256sum)
+echo "origin sha256 $merged"
+[ "$merged" = "$before" ] || { echo "the origin is not back at the snapshot's content" >&2; exit 1; }
+echo "the origin is back at the snapshot's content; the snapshot and its COW are gone"
 run dm status demo-base
+run pool show demo
 
 step "11. Clean up: remove the volume and the pool"
 run lv remove demo/base

@@ -244,6 +244,17 @@ func activatePool(ctx context.Context, gopts *globalOptions, k *dm.Client, fp *f
 	if err != nil {
 		return r, err
 	}
+	if !opts.DryRun {
+		// Pending merges: start deferred ones, finish completed ones
+		// (cmd_merge_pool.go).
+		msgs, err := settleMerges(ctx, o.Store, lvm.SnapshotEnv{Kernel: k})
+		r.Warnings = append(r.Warnings, msgs...)
+		gopts.warn(msgs...)
+		if err != nil {
+			return r, fmt.Errorf("pool %s: %w", p.Name, err)
+		}
+		p = o.Store.Pool
+	}
 	for v, n := range nodes {
 		r.Devices[v] = n
 	}
@@ -260,6 +271,9 @@ func activatePool(ctx context.Context, gopts *globalOptions, k *dm.Client, fp *f
 			name := lvm.DMName(p.Name, v.Name, lvm.LayerNone)
 			if _, ok := r.Devices[v.Name]; ok || !planned[v.Name] {
 				continue
+			}
+			if rec := p.SnapshotByCOW(v.UUID); rec != nil && (rec.State == lvm.SnapshotMerging || rec.State == lvm.SnapshotMergeFailed) {
+				continue // merging into its origin: no device of its own
 			}
 			info, err := k.Info(name)
 			if err != nil {

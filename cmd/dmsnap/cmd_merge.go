@@ -39,6 +39,9 @@ type mergeEnv struct {
 	// integration replaces it (and records the merge in pool metadata
 	// through OnStep).
 	resolve func(ctx context.Context, arg string) (string, error)
+	// pool merges a dmsnap pool snapshot ([POOL/]SNAP, cmd_merge_pool.go);
+	// nil in tests of the raw-device path.
+	pool func(ctx context.Context, opts mergeOptions, gopts *globalOptions, env mergeEnv, out *mergeOutput) error
 	// isTTY reports whether progress may draw a bar on stderr.
 	isTTY bool
 	now   func() time.Time
@@ -54,6 +57,7 @@ func defaultMergeEnv(gopts *globalOptions) mergeEnv {
 			return c, nil
 		},
 		resolve: resolveRawSnapshot,
+		pool:    runPoolMerge,
 		isTTY:   isTerminal(gopts.stderr),
 		now:     time.Now,
 	}
@@ -156,6 +160,9 @@ func runMerge(ctx context.Context, opts mergeOptions, gopts *globalOptions, env 
 	out := newMergeOutput(gopts, env, opts.Watch)
 	defer out.close()
 
+	if opts.Target != "" && env.pool != nil && isPoolTarget(c, opts.Target) {
+		return env.pool(ctx, opts, gopts, env, out)
+	}
 	if opts.Watch && (opts.Target == "" || !isSnapshotToStart(c, opts.Target)) {
 		return watchMerges(ctx, c, opts, out)
 	}
@@ -200,6 +207,17 @@ func runMerge(ctx context.Context, opts mergeOptions, gopts *globalOptions, env 
 	res, err := merge.Finish(ctx, c, m)
 	out.done(rep, &res, err == nil)
 	return err
+}
+
+// isPoolTarget tells a pool snapshot ([POOL/]SNAP) from a raw
+// device-mapper name: POOL/SNAP always, a bare name when no device-mapper
+// device has it (SNAP in the default pool).
+func isPoolTarget(c merge.Client, arg string) bool {
+	if strings.Contains(arg, "/") {
+		return true
+	}
+	_, err := c.Info(arg)
+	return errors.Is(err, dm.ErrNotFound)
 }
 
 // isSnapshotToStart tells `merge --watch X` apart: X is a snapshot to merge

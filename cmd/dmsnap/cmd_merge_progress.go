@@ -6,11 +6,13 @@ import (
 	"io"
 	"math"
 	"os"
-	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/dmsnap/dmsnap/merge"
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
 )
 
 // jsonMergeProgress is one line of `merge --json` (stable schema).
@@ -81,7 +83,7 @@ func newMergeOutput(gopts *globalOptions, env mergeEnv, watch bool) *mergeOutput
 		o.json = true
 	case !watch || gopts.Quiet:
 	case env.isTTY:
-		o.bar = &termBar{w: gopts.stderr, now: env.now, last: map[string]merge.Report{}}
+		o.bar = &termBar{w: gopts.stderr}
 	default:
 		o.json = true
 	}
@@ -143,54 +145,65 @@ func (o *mergeOutput) close() {
 	}
 }
 
-// termBar draws one line per origin on a terminal, redrawn in place.
-// (A minimal bar, see docs/decisions.md: no new module dependency.)
+// termBar draws one mpb bar per origin on a terminal: bytes merged of the
+// total, percent, rate and ETA from the merge reports (docs/decisions.md:
+// mpb v8, which the ZFS progress reuses).
 type termBar struct {
-	w     io.Writer
-	now   func() time.Time
-	last  map[string]merge.Report
-	drawn int // lines drawn last time
+	w    io.Writer
+	p    *mpb.Progress
+	bars map[string]*mpbBar
+}
+
+// mpbBar is one origin's bar and its last report, read by the decorator.
+type mpbBar struct {
+	bar  *mpb.Bar
+	last atomic.Pointer[merge.Report]
+}
+
+func (b *termBar) update(r merge.Report) {
+	if b.p == nil {
+		b.p = mpb.New(mpb.WithOutput(b.w), mpb.WithWidth(barWidth+60), mpb.WithRefreshRate(150*time.Millisecond), mpb.WithAutoRefresh())
+		b.bars = map[string]*mpbBar{}
+	}
+	mb := b.bars[r.Origin]
+	if mb == nil {
+		mb = &mpbBar{}
+		mb.last.Store(&r)
+		mb.bar = b.p.New(int64(r.TotalSectors.Bytes()), mpb.BarStyle().Lbound("[").Filler("=").Tip(">").Padding(" ").Rbound("]"),
+			mpb.PrependDecorators(decor.Name(r.Origin, decor.WCSyncSpaceR),
+				decor.Any(func(decor.Statistics) string { return fmt.Sprintf("%5.1f%%", mb.last.Load().Percent()) })),
+			mpb.AppendDecorators(decor.Any(func(decor.Statistics) string { return barTail(*mb.last.Load()) })),
+			mpb.BarWidth(barWidth))
+		b.bars[r.Origin] = mb
+	}
+	mb.last.Store(&r)
+	total := int64(r.TotalSectors.Bytes())
+	mb.bar.SetTotal(total, false)
+	mb.bar.SetCurrent(int64(r.MergedBytes))
+	if r.Done {
+		mb.bar.SetTotal(total, true)
+	}
+}
+
+// finish ends the bars (aborting those not done, so Wait returns) and
+// waits until mpb drew them for the last time.
+func (b *termBar) finish() {
+	if b.p == nil {
+		return
+	}
+	for _, mb := range b.bars {
+		if !mb.bar.Completed() {
+			mb.bar.Abort(false)
+		}
+	}
+	b.p.Wait()
+	b.p, b.bars = nil, nil
 }
 
 const barWidth = 30
 
-func (b *termBar) update(r merge.Report) {
-	b.last[r.Origin] = r
-	b.draw()
-}
-
-func (b *termBar) draw() {
-	names := make([]string, 0, len(b.last))
-	for n := range b.last {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	var sb strings.Builder
-	if b.drawn > 1 {
-		fmt.Fprintf(&sb, "\x1b[%dA", b.drawn-1)
-	}
-	for i, n := range names {
-		if i > 0 {
-			sb.WriteByte('\n')
-		}
-		sb.WriteString("\r" + barLine(b.last[n]) + "\x1b[K")
-	}
-	b.drawn = len(names)
-	_, _ = io.WriteString(b.w, sb.String())
-}
-
-func (b *termBar) finish() {
-	if b.drawn > 0 {
-		_, _ = io.WriteString(b.w, "\n")
-		b.drawn = 0
-		clear(b.last)
-	}
-}
-
-func barLine(r merge.Report) string {
-	pct := r.Percent()
-	fill := int(pct / 100 * barWidth)
-	bar := strings.Repeat("=", fill) + strings.Repeat(" ", barWidth-fill)
+// barTail is the text after the bar: merged / total, rate, ETA.
+func barTail(r merge.Report) string {
 	eta := "ETA ?"
 	switch {
 	case r.Done:
@@ -198,8 +211,7 @@ func barLine(r merge.Report) string {
 	case r.ETA >= 0:
 		eta = "ETA " + r.ETA.Round(time.Second).String()
 	}
-	return fmt.Sprintf("%s [%s] %5.1f%% %s / %s  %s/s  %s", r.Origin, bar, pct,
-		humanBytes(r.MergedBytes), humanBytes(r.TotalSectors.Bytes()), humanBytes(uint64(r.Rate)), eta)
+	return fmt.Sprintf("%s / %s  %s/s  %s", humanBytes(r.MergedBytes), humanBytes(r.TotalSectors.Bytes()), humanBytes(uint64(r.Rate)), eta)
 }
 
 // isTerminal reports whether w is a character device (a terminal), the

@@ -275,7 +275,7 @@ func TestMergeBar(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(stderr, "\rbase [") || !strings.Contains(stderr, "100.0%") || !strings.Contains(stderr, "done") {
+	if !strings.Contains(stderr, "base 100.0% [") || !strings.Contains(stderr, "done") {
 		t.Errorf("bar output %q", stderr)
 	}
 }
