@@ -81,6 +81,7 @@ func newApp(gopts *globalOptions) *cli.App {
 			newExtendCommand(gopts),
 			newRenameCommand(gopts),
 			newMergeCommand(gopts),
+			newMonitorCommand(gopts),
 		},
 		// urfave/cli would otherwise call os.Exit from inside Run for
 		// ExitCoder errors; exit statuses are decided in exitCode only.

@@ -519,6 +519,9 @@ func runPoolList(_ context.Context, gopts *globalOptions) error {
 		return err
 	}
 	gopts.warn(d.Warnings...)
+	for _, why := range sortedValues(d.Unreadable) {
+		gopts.warn("unreadable PV: " + why)
+	}
 	st, err := loadState(gopts)
 	if err != nil {
 		return err
@@ -748,7 +751,6 @@ func runPoolImport(ctx context.Context, gopts *globalOptions, paths []string) er
 	if err != nil {
 		return err
 	}
-	gopts.warn(d.Warnings...)
 	want := map[string]bool{}
 	for _, p := range paths {
 		s, err := classify(p)
@@ -777,14 +779,19 @@ func runPoolImport(ctx context.Context, gopts *globalOptions, paths []string) er
 	}
 	var none []string
 	for p, ok := range want {
-		if !ok {
-			none = append(none, p)
+		if ok {
+			continue
 		}
+		if why, bad := d.Unreadable[p]; bad {
+			return fmt.Errorf("cannot import %s: %s", p, why)
+		}
+		none = append(none, p)
 	}
 	if len(none) > 0 {
 		sort.Strings(none)
 		return fmt.Errorf("%s: %w", strings.Join(none, ", "), lvm.ErrNoLabel)
 	}
+	gopts.warn(d.Warnings...)
 	st, err := loadState(gopts)
 	if err != nil {
 		return err
@@ -858,4 +865,18 @@ func checkNotInPool(gopts *globalOptions, srcs []pvSource) error {
 		}
 	}
 	return nil
+}
+
+// sortedValues returns m's values ordered by key.
+func sortedValues(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([]string, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, m[k])
+	}
+	return out
 }

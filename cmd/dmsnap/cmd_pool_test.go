@@ -178,7 +178,22 @@ func TestPoolImportFiles(t *testing.T) {
 	if code, _, errs := e.run("lv", "ls", "vg"); code != exitError || !strings.Contains(errs, "no pool named vg") {
 		t.Fatalf("lv ls without state: exit %d: %s", code, errs)
 	}
+	// b is still where the metadata last saw it, and its label proves it
+	// is that PV: importing a finds b too.
 	out := e.mustRun("pool", "import", a)
+	if !strings.Contains(out, "imported pool vg") || !strings.Contains(out, "2 PVs") || strings.Contains(out, "MISSING") {
+		t.Errorf("import of a, with b at its last-seen path: %q", out)
+	}
+	// Moved elsewhere, b is missing until it is named.
+	if err := os.Remove(filepath.Join(e.path("cfg"), stateFileName)); err != nil {
+		t.Fatal(err)
+	}
+	moved := e.path("moved-b.img")
+	if err := os.Rename(b, moved); err != nil {
+		t.Fatal(err)
+	}
+	b = moved
+	out = e.mustRun("pool", "import", a)
 	if !strings.Contains(out, "imported pool vg") || !strings.Contains(out, "1 PVs MISSING") {
 		t.Errorf("import of one of two PVs: %q", out)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dmsnap/dmsnap/internal/lock"
 	"github.com/dmsnap/dmsnap/lvm"
+	"github.com/dmsnap/dmsnap/monitor"
 	"github.com/urfave/cli/v2"
 )
 
@@ -40,6 +41,9 @@ type state struct {
 type statePool struct {
 	UUID   lvm.UUID `json:"uuid"`
 	Images []string `json:"images,omitempty"`
+	// Autoextend is the pool's auto-extend policy for `dmsnap monitor`
+	// (absent: the monitor's flags); see docs/decisions.md.
+	Autoextend *monitor.Policy `json:"autoextend,omitempty"`
 }
 
 func (g *globalOptions) configDir() string {

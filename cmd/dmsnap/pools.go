@@ -49,6 +49,10 @@ type discovery struct {
 	// MissingImages lists, by pool name, remembered image files that
 	// are gone.
 	MissingImages map[string][]string
+	// Unreadable maps a PV's path to why its metadata cannot be read
+	// (unknown version, both slots corrupt): such a PV belongs to no
+	// pool this dmsnap can name, and commands must say why.
+	Unreadable map[string]string
 }
 
 // byName returns the pool called name. Two pools of the same name (a
@@ -128,7 +132,7 @@ func loopBacking(dev string) string {
 // named; an unreadable one is an error). A loop device is read through
 // its backing file, so a file-backed PV is found once.
 func discover(g *globalOptions, extra []string) (*discovery, error) {
-	d := &discovery{MissingImages: map[string][]string{}}
+	d := &discovery{MissingImages: map[string][]string{}, Unreadable: map[string]string{}}
 	var cands []pvSource
 	seen := map[string]bool{}
 	add := func(s pvSource) {
@@ -199,12 +203,33 @@ func discover(g *globalOptions, extra []string) (*discovery, error) {
 		bySource[fd] = s
 	}
 	results, warns := lvm.Scan(disks)
+	unreadablePV := map[lvm.UUID]bool{}
+	for _, r := range results {
+		if r.PoolName == "" {
+			unreadablePV[r.Label.PV] = true
+		}
+	}
 	for _, w := range warns {
+		if w.PV != "" && unreadablePV[w.PV] {
+			continue // reported through Unreadable, by the command that needs the pool
+		}
+		if w.Disk != "" && strings.HasPrefix(w.Msg, w.Disk) {
+			d.Warnings = append(d.Warnings, w.Msg) // already names the disk
+			continue
+		}
 		d.Warnings = append(d.Warnings, w.String())
 	}
 	pools := map[lvm.UUID]*foundPool{}
 	for _, r := range results {
 		s := bySource[r.Disk]
+		if r.PoolName == "" {
+			// Scan reports the slot error last among this PV's warnings.
+			for _, w := range warns {
+				if w.PV == r.Label.PV {
+					d.Unreadable[s.Path] = w.Msg
+				}
+			}
+		}
 		p := pools[r.Label.Pool]
 		if p == nil {
 			p = &foundPool{UUID: r.Label.Pool, Sources: map[lvm.UUID]pvSource{}}
@@ -221,7 +246,7 @@ func discover(g *globalOptions, extra []string) (*discovery, error) {
 	}
 	for _, p := range pools {
 		if p.Name == "" {
-			d.Warnings = append(d.Warnings, fmt.Sprintf("pool %s: no PV has readable metadata", p.UUID))
+			// Each of its PVs is already in Warnings and Unreadable.
 			continue
 		}
 		d.Pools = append(d.Pools, p)
@@ -270,8 +295,11 @@ func errNoPool(d *discovery, name string) error {
 	msg := fmt.Sprintf("no pool named %s", name)
 	if miss := d.MissingImages[name]; len(miss) > 0 {
 		msg += fmt.Sprintf(" (its image files are missing: %s)", strings.Join(miss, ", "))
-	} else {
+	} else if len(d.Unreadable) == 0 {
 		msg += " (for a pool on image files, name them: dmsnap pool import FILE...)"
+	}
+	if len(d.Unreadable) > 0 {
+		msg += "; PVs whose metadata this dmsnap cannot read: " + strings.Join(sortedValues(d.Unreadable), "; ")
 	}
 	return fmt.Errorf("%s: %w", msg, lvm.ErrNotFound)
 }
@@ -293,8 +321,54 @@ func openPool(g *globalOptions, name string, writable bool, extra []string) (*op
 	return loadFound(fp, writable)
 }
 
+// adoptHints adds to fp the missing PVs of s found at their DeviceHint,
+// checked by label; it reports whether it added any.
+func adoptHints(fp *foundPool, s *lvm.Store) bool {
+	added := false
+	for _, id := range s.Missing {
+		pv := s.Pool.PV(id)
+		if pv == nil || pv.DeviceHint == "" {
+			continue
+		}
+		src, err := classify(pv.DeviceHint)
+		if err != nil {
+			continue
+		}
+		fd, err := lvm.OpenDisk(src.Path, false)
+		if err != nil {
+			continue
+		}
+		l, err := lvm.ReadLabel(fd)
+		fd.Close()
+		if err != nil || l.PV != id || l.Pool != fp.UUID {
+			continue
+		}
+		fp.Sources[id] = src
+		added = true
+	}
+	return added
+}
+
 // loadFound opens the disks of fp and loads the pool from them.
+//
+// A PV the metadata knows but discovery did not find may be an image file
+// the state file never learnt of: a crash in `pool extend` after the new
+// metadata reached the old PVs, before the state file was updated. Its
+// last-seen path is in the metadata; if the label there names exactly
+// that PV of this pool, the pool is loaded again with it.
 func loadFound(fp *foundPool, writable bool) (*openedPool, error) {
+	o, err := loadSources(fp, writable)
+	if err != nil || len(o.Store.Missing) == 0 || !adoptHints(fp, o.Store) {
+		return o, err
+	}
+	if err := o.Close(); err != nil {
+		return nil, err
+	}
+	return loadSources(fp, writable)
+}
+
+// loadSources opens the disks of fp and loads the pool from them.
+func loadSources(fp *foundPool, writable bool) (*openedPool, error) {
 	o := &openedPool{Sources: fp.Sources}
 	var disks []lvm.Disk
 	ids := make([]lvm.UUID, 0, len(fp.Sources))
