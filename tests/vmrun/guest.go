@@ -89,7 +89,8 @@ mount -t tmpfs -o mode=755 tmpfs /newroot/run || fail "mount root /run"
 		fmt.Fprintf(&b, "mkdir -p %s && mount -t 9p -o %s %s %s || fail %s\n",
 			p, ninepOpts, sh.Tag, p, shellQuote("mount share "+sh.Path))
 	}
-	b.WriteString(`mkdir -p /newroot/run/vmrun && cp /vmrun/run.sh /newroot/run/vmrun/run.sh || fail "copy run.sh"
+	b.WriteString(`ip link set lo up 2>/dev/null || true
+mkdir -p /newroot/run/vmrun && cp /vmrun/run.sh /newroot/run/vmrun/run.sh || fail "copy run.sh"
 stty -F /dev/ttyS1 raw -echo || fail "stty ttyS1"
 echo "<2>` + startMarker + `" >/dev/kmsg
 chroot /newroot /bin/sh /run/vmrun/run.sh </dev/null >/dev/ttyS1 2>&1
