@@ -113,8 +113,12 @@ func (s SnapshotStatus) Percent() float64 {
 // state is active and Allocated equals Metadata
 // (Documentation/admin-guide/device-mapper/snapshot.rst, "How to determine
 // when a merging is complete").
+//
+// Only persistent stores merge, and a live one always counts its header
+// and first area, so "0/N 0" — a snapshot-merge table read between its
+// table swap and the handover of the exceptions — is not done.
 func (s SnapshotStatus) MergeDone() bool {
-	return s.State == SnapshotActive && s.HasMetadata && s.Allocated == s.Metadata
+	return s.State == SnapshotActive && s.HasMetadata && s.Metadata > 0 && s.Allocated == s.Metadata
 }
 
 // MergeRemaining returns the sectors a snapshot-merge still has to merge:

@@ -181,3 +181,17 @@ func BenchmarkParseSnapshotStatus(b *testing.B) {
 		}
 	}
 }
+
+// A snapshot-merge read during its handover ("0/N 0") is not done, though
+// allocated equals metadata.
+func TestMergeDoneDuringHandover(t *testing.T) {
+	for params, want := range map[string]bool{"0/81920 0": false, "16/65536 16": true, "2072/65536 16": false} {
+		s, err := ParseSnapshotStatus(params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.MergeDone() != want {
+			t.Errorf("%q: MergeDone %t, want %t", params, s.MergeDone(), want)
+		}
+	}
+}

@@ -140,6 +140,14 @@ func (w *watcher) poll(c Client) (Report, error) {
 	if !st.HasMetadata {
 		return r, fmt.Errorf("merge %s: status %q has no metadata count (snapshot target before 1.8.0)", w.origin, st.Params())
 	}
+	if st.Metadata == 0 {
+		// A live persistent store always counts its header and first
+		// area (metadata >= 2 chunks). "0/N 0" is a snapshot-merge table
+		// between its table swap and the handover of the exceptions
+		// (seen on 6.1 and 6.12 while a merge was starting): not done,
+		// and no progress to report yet.
+		return r, nil
+	}
 	rem := st.MergeRemaining()
 	if !w.seen || rem > w.total {
 		w.total = rem

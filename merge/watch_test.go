@@ -95,6 +95,28 @@ func TestWatchMonotonicClamp(t *testing.T) {
 	}
 }
 
+// A merge that is still being handed over reads "0/N 0" (allocated ==
+// metadata, but no store yet): it is not done.
+func TestWatchHandoverIsNotDone(t *testing.T) {
+	f := mergingFake("0/65536 0", "0/65536 0", "8240/65536 40", "16/65536 16")
+	var reps []Report
+	if _, err := watchAll(context.Background(), f, []string{"vg0-base"}, MinInterval,
+		ProgressFunc(func(r Report) { reps = append(reps, r) }), fakeClock(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if len(reps) != 4 {
+		t.Fatalf("%d reports, want 4 (done only at the last poll): %+v", len(reps), reps)
+	}
+	for i, r := range reps[:3] {
+		if r.Done {
+			t.Errorf("report %d done during the handover: %+v", i, r)
+		}
+	}
+	if !reps[3].Done || reps[3].TotalSectors != 8240-40 {
+		t.Errorf("last report %+v, want done with total 8200", reps[3])
+	}
+}
+
 // lvconvert finishes the merge itself: the table turns linear between two
 // polls, and the watch ends done.
 func TestWatchTableSwitchedBack(t *testing.T) {
