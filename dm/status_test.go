@@ -186,7 +186,7 @@ func BenchmarkParseSnapshotStatus(b *testing.B) {
 // allocated equals metadata.
 func TestMergeDoneDuringHandover(t *testing.T) {
 	for params, want := range map[string]bool{"0/81920 0": false, "16/65536 16": true, "2072/65536 16": false} {
-		s, err := ParseSnapshotStatus(params)
+		s, err := dm.ParseSnapshotStatus(params)
 		if err != nil {
 			t.Fatal(err)
 		}
