@@ -23,11 +23,6 @@ const (
 	noRoomRepeat = time.Minute
 )
 
-// Waiter waits for a device event; [*dm.Client] implements it.
-type Waiter interface {
-	Wait(ctx context.Context, name string, eventNr uint32) (dm.Info, error)
-}
-
 // Step is what one [Actions.Autoextend] call did.
 type Step struct {
 	Plan Plan
@@ -54,8 +49,11 @@ type Config struct {
 	// Kernel is read for layouts and status; only merge.Watch's reads
 	// are used, the Monitor itself never changes a device.
 	Kernel merge.Client
-	// Waiter, if set, wakes the loop on device events in [Monitor.Run].
-	Waiter Waiter
+	// Events, if set, receives a value after device-mapper events (on
+	// any device; [dm.EventWatcher.C] provides it). On each, [Monitor.Run]
+	// re-reads the status of the snapshots it watches at once, instead of
+	// waiting for the next Interval. A closed channel turns events off.
+	Events <-chan struct{}
 	// Actions applies auto-extension and removal to dmsnap snapshots;
 	// nil makes the monitor read-only.
 	Actions Actions
@@ -72,7 +70,8 @@ type Config struct {
 	Logf func(format string, args ...any)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// AfterPoll, if set, is called after every poll of [Monitor.Run].
+	// AfterPoll, if set, is called after every poll of [Monitor.Run],
+	// and after every re-read an event caused.
 	AfterPoll func(error)
 }
 
@@ -93,13 +92,11 @@ type Monitor struct {
 	snaps []metrics.Snapshot
 
 	// Loop state, owned by the goroutine running Poll.
-	seen     map[string]*observed // by device name
-	merges   map[string]*mergeWatch
-	waiters  map[string]context.CancelFunc
-	wake     chan struct{}
-	wg       sync.WaitGroup
-	running  context.Context
-	waitDone chan string
+	seen    map[string]*observed // by device name
+	merges  map[string]*mergeWatch
+	merging []metrics.Snapshot // the last Poll's merging entries
+	wg      sync.WaitGroup
+	running context.Context
 }
 
 type mergeWatch struct {
@@ -121,10 +118,7 @@ func New(cfg Config) *Monitor {
 	if cfg.Interval == 0 {
 		cfg.Interval = DefaultInterval
 	}
-	return &Monitor{
-		cfg: cfg, seen: map[string]*observed{}, merges: map[string]*mergeWatch{},
-		waiters: map[string]context.CancelFunc{}, wake: make(chan struct{}, 1), waitDone: make(chan string, 16),
-	}
+	return &Monitor{cfg: cfg, seen: map[string]*observed{}, merges: map[string]*mergeWatch{}}
 }
 
 // Snapshots implements [metrics.Source]: the last poll's observations.
@@ -227,7 +221,7 @@ func (m *Monitor) Poll(ctx context.Context) error {
 		return err
 	}
 	now := m.cfg.Now()
-	var out []metrics.Snapshot
+	var merging []metrics.Snapshot
 	live := map[string]bool{}
 	liveMerges := map[string]bool{}
 	for _, l := range layouts {
@@ -239,7 +233,6 @@ func (m *Monitor) Poll(ctx context.Context) error {
 				pool, name := names(l.Owner, sd.Name)
 				o = &observed{owner: l.Owner, device: sd.Name, snap: metrics.Snapshot{Pool: pool, Name: name, Origin: originName}}
 				m.seen[sd.Name] = o
-				m.startWaiter(sd.Name)
 			}
 			st, serr := m.status(sd.Name)
 			if serr != nil && !errors.Is(serr, dm.ErrNotFound) {
@@ -249,9 +242,6 @@ func (m *Monitor) Poll(ctx context.Context) error {
 			if serr == nil {
 				m.handle(ctx, o, st, now)
 			}
-			if o.device != "" {
-				out = append(out, o.snap)
-			}
 		}
 		if l.Merge != nil {
 			pool, _ := names(l.Owner, l.Origin.Name)
@@ -259,7 +249,7 @@ func (m *Monitor) Poll(ctx context.Context) error {
 			liveMerges[key] = true
 			if l.Merge.Snapshot != nil {
 				_, sn := names(l.Owner, l.Merge.Snapshot.Name)
-				out = append(out, metrics.Snapshot{Pool: pool, Name: sn, Origin: originName, State: "merging", Fill: -1})
+				merging = append(merging, metrics.Snapshot{Pool: pool, Name: sn, Origin: originName, State: "merging", Fill: -1})
 			}
 			m.publishMerge(ctx, key, pool, originName)
 		}
@@ -286,6 +276,20 @@ func (m *Monitor) Poll(ctx context.Context) error {
 			m.cfg.Metrics.ForgetMerge(w.pool, w.origin)
 		}
 	}
+	m.merging = merging
+	m.publish(now)
+	return nil
+}
+
+// publish makes the observations of the watched snapshots and the merging
+// entries of the last Poll what [Monitor.Snapshots] returns.
+func (m *Monitor) publish(now time.Time) {
+	out := append([]metrics.Snapshot(nil), m.merging...)
+	for _, o := range m.seen {
+		if o.device != "" {
+			out = append(out, o.snap)
+		}
+	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Pool != out[j].Pool {
 			return out[i].Pool < out[j].Pool
@@ -298,6 +302,42 @@ func (m *Monitor) Poll(ctx context.Context) error {
 	if m.cfg.Metrics != nil {
 		m.cfg.Metrics.Polled(now)
 	}
+}
+
+// react handles a device-mapper event: it re-reads the status of every
+// watched snapshot (one DM_TABLE_STATUS each, no scan) and acts on it
+// like Poll. A snapshot gone or renamed sends it to a full Poll, which
+// rescans the layouts.
+func (m *Monitor) react(ctx context.Context) error {
+	now := m.cfg.Now()
+	rescan := false
+	devs := make([]string, 0, len(m.seen))
+	for dev := range m.seen {
+		devs = append(devs, dev)
+	}
+	sort.Strings(devs)
+	for _, dev := range devs {
+		o := m.seen[dev]
+		if o.device == "" {
+			continue
+		}
+		st, err := m.status(dev)
+		if errors.Is(err, dm.ErrNotFound) {
+			rescan = true
+			continue
+		}
+		if err != nil {
+			m.errorf("status", "status of %s: %v", dev, err)
+		}
+		observe(&o.snap, st, err)
+		if err == nil {
+			m.handle(ctx, o, st, now)
+		}
+	}
+	if rescan {
+		return m.Poll(ctx)
+	}
+	m.publish(now)
 	return nil
 }
 
@@ -429,45 +469,10 @@ func (m *Monitor) publishMerge(ctx context.Context, key, pool, origin string) {
 
 var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
-// startWaiter starts, under Run, a goroutine that wakes the loop when the
-// device raises an event.
-func (m *Monitor) startWaiter(dev string) {
-	if m.running == nil || m.cfg.Waiter == nil {
-		return
-	}
-	if _, ok := m.waiters[dev]; ok {
-		return
-	}
-	ctx, cancel := context.WithCancel(m.running)
-	m.waiters[dev] = cancel
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		defer func() {
-			select {
-			case m.waitDone <- dev:
-			case <-m.running.Done():
-			}
-		}()
-		info, err := m.cfg.Kernel.Info(dev)
-		for err == nil {
-			info, err = m.cfg.Waiter.Wait(ctx, dev, info.EventNr)
-			if err == nil {
-				select {
-				case m.wake <- struct{}{}:
-				default:
-				}
-			}
-		}
-		if ctx.Err() == nil && !errors.Is(err, dm.ErrNotFound) {
-			m.errorf("wait", "wait for events of %s: %v", dev, err)
-		}
-	}()
-}
-
-// Run polls every Interval, and at once when a watched device raises an
-// event, until ctx is cancelled; it then stops its goroutines and returns
-// nil. A failing poll is logged, counted and retried.
+// Run polls every Interval, and re-reads the watched snapshots at once
+// when [Config.Events] signals, until ctx is cancelled; it then stops its
+// goroutines and returns nil. A failing poll is logged, counted and
+// retried.
 func (m *Monitor) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	m.running = ctx
@@ -478,24 +483,25 @@ func (m *Monitor) Run(ctx context.Context) error {
 	}()
 	t := time.NewTicker(m.cfg.Interval)
 	defer t.Stop()
+	events := m.cfg.Events
+	err := m.Poll(ctx)
 	for {
-		err := m.Poll(ctx)
 		if m.cfg.AfterPoll != nil {
 			m.cfg.AfterPoll(err)
 		}
+	wait:
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-		case <-m.wake:
-		case dev := <-m.waitDone:
-			// The device is gone (or its waiter failed): forget the
-			// waiter so that a new device of that name gets one, and
-			// poll now.
-			if c, ok := m.waiters[dev]; ok {
-				c()
-				delete(m.waiters, dev)
+			err = m.Poll(ctx)
+		case _, ok := <-events:
+			if !ok {
+				m.errorf("wait", "device-mapper events stopped; polling every %s only", m.cfg.Interval)
+				events = nil
+				goto wait
 			}
+			err = m.react(ctx)
 		}
 	}
 }

@@ -314,25 +314,68 @@ func TestPollInvalid(t *testing.T) {
 	}
 }
 
+// TestRunWakesOnEvent: an event re-reads the watched snapshots at once,
+// with one status call each and no scan; a snapshot gone on an event
+// sends the monitor to a full scan; a closed event channel is logged and
+// polling goes on.
 func TestRunWakesOnEvent(t *testing.T) {
 	k := &fakeKernel{}
-	k.addLayout("DMSNAP-", "p", "base", 1, 0)
-	w := &fakeWaiter{ev: make(chan struct{})}
+	k.addLayout("DMSNAP-", "p", "base", 3, 0)
+	ev := make(chan struct{})
 	polls := make(chan struct{}, 10)
-	mon := New(Config{Kernel: k, Waiter: w, Interval: time.Hour, AfterPoll: func(error) { polls <- struct{}{} }})
+	var logs syncLog
+	mon := New(Config{Kernel: k, Events: ev, Interval: time.Hour, Logf: logs.logf,
+		AfterPoll: func(error) { polls <- struct{}{} }})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- mon.Run(ctx) }()
 	<-polls
 	k.setStatus("p-s0", "Invalid")
-	w.ev <- struct{}{}
+	k.mu.Lock()
+	k.calls = 0
+	k.mu.Unlock()
+	ev <- struct{}{}
 	select {
 	case <-polls:
 	case <-time.After(5 * time.Second):
-		t.Fatal("no poll after a device event")
+		t.Fatal("no re-read after a device event")
 	}
 	if s := snapshotByName(t, mon, "s0"); s.State != "invalid" {
 		t.Errorf("%+v", s)
+	}
+	k.mu.Lock()
+	calls := k.calls
+	delete(k.devs, "p-s1")
+	k.calls = 0
+	k.mu.Unlock()
+	if calls != 3 {
+		t.Errorf("%d kernel calls for an event with 3 snapshots, want 3 status reads", calls)
+	}
+
+	ev <- struct{}{}
+	<-polls
+	if n := len(mon.Snapshots()); n != 2 {
+		t.Errorf("%d snapshots after s1 went away, want 2", n)
+	}
+	k.mu.Lock()
+	calls = k.calls
+	k.mu.Unlock()
+	if calls <= 3 {
+		t.Errorf("%d kernel calls: no rescan after a snapshot went away", calls)
+	}
+
+	close(ev)
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), "events stopped") && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !strings.Contains(logs.String(), "events stopped") {
+		t.Errorf("log: %q", logs.String())
+	}
+	select {
+	case <-polls:
+		t.Error("a poll after the event channel closed")
+	case <-time.After(20 * time.Millisecond):
 	}
 	cancel()
 	if err := <-done; err != nil {
@@ -340,15 +383,21 @@ func TestRunWakesOnEvent(t *testing.T) {
 	}
 }
 
-type fakeWaiter struct{ ev chan struct{} }
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
 
-func (w *fakeWaiter) Wait(ctx context.Context, name string, nr uint32) (dm.Info, error) {
-	select {
-	case <-w.ev:
-		return dm.Info{Name: name, EventNr: nr + 1}, nil
-	case <-ctx.Done():
-		return dm.Info{}, ctx.Err()
-	}
+func (l *syncLog) logf(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fmt.Fprintf(&l.b, format+"\n", args...)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // BenchmarkPoll100: one poll of 100 dmsnap snapshots over a fake kernel;

@@ -132,12 +132,26 @@ func runMonitor(ctx context.Context, gopts *globalOptions, opts monitorOptions) 
 	defer k.Close()
 
 	logger := log.New(gopts.stderr, "dmsnap monitor: ", log.LstdFlags)
+	// One watcher for every device: DM_DEV_ARM_POLL is global.
+	var events <-chan struct{}
+	if !opts.Once {
+		w, err := k.WatchEvents()
+		switch {
+		case errors.Is(err, dm.ErrNotSupported):
+			logger.Printf("no device-mapper events (%v): invalidations are seen at the next poll", err)
+		case err != nil:
+			return err
+		default:
+			defer w.Close()
+			events = w.C()
+		}
+	}
 	mon := &monitorRun{gopts: gopts, logf: logger.Printf}
 	reg := prometheus.NewRegistry()
 	var mn *monitor.Monitor
 	m := metrics.New(metrics.SourceFunc(func() []metrics.Snapshot { return mn.Snapshots() }))
 	cfg := monitor.Config{
-		Kernel: k, Waiter: k, Actions: mon, Policy: policy, RemoveInvalid: opts.RemoveInvalid,
+		Kernel: k, Events: events, Actions: mon, Policy: policy, RemoveInvalid: opts.RemoveInvalid,
 		Interval: opts.Interval, Metrics: m, Logf: logger.Printf,
 	}
 	if opts.Textfile != "" {
