@@ -10,7 +10,7 @@ STATICCHECK := $(CACHE)/bin/staticcheck
 STATICCHECK_VERSION ?= v0.8.2
 # Kernels of the real-kernel tier: bookworm's 6.1 and bookworm-backports' 6.12.
 KERNELS     ?= bookworm backports
-VM_TIMEOUT  ?= 900s
+VM_TIMEOUT  ?= 1800s
 # Packages whose tests touch the kernel; the VM runs only these.
 KERNEL_PKGS ?= ./dm/ ./internal/sys/ ./internal/loop/ ./cow/ ./merge/ ./cmd/dmsnap/
 
@@ -37,11 +37,11 @@ test-vm: vmrun build
 	@set -e; for k in $(KERNELS); do \
 		echo "== kernel tier: $$k"; \
 		$(VMRUN) --kernel $$k --setup; \
-		$(GO) test -count=1 -exec "$(VMRUN) --kernel $$k --timeout $(VM_TIMEOUT)" $(KERNEL_PKGS); \
+		$(GO) test -count=1 -timeout 40m -exec "$(VMRUN) --kernel $$k --timeout $(VM_TIMEOUT)" $(KERNEL_PKGS); \
 	done
 	DMSNAP_VM_TESTS=1 $(GO) test -count=1 ./tests/vmrun/
 	@set -e; for k in $(KERNELS); do \
-		DMSNAP_VM_KERNEL=$$k DMSNAP_VM_TESTS=1 $(GO) test -count=1 ./tests/loopback/; \
+		DMSNAP_VM_KERNEL=$$k DMSNAP_VM_TESTS=1 $(GO) test -count=1 -timeout 40m ./tests/loopback/; \
 	done
 
 demo: deps build vmrun
