@@ -14,7 +14,7 @@ VM_TIMEOUT  ?= 1800s
 # Packages whose tests touch the kernel; the VM runs only these.
 KERNEL_PKGS ?= ./dm/ ./internal/sys/ ./internal/loop/ ./cow/ ./merge/ ./cmd/dmsnap/
 
-.PHONY: all build deps vmrun test test-unit test-vm demo lint bench fuzz clean
+.PHONY: all build deps vmrun test test-unit test-vm test-zfs demo lint bench fuzz clean
 
 all: build
 
@@ -43,6 +43,13 @@ test-vm: vmrun build
 	@set -e; for k in $(KERNELS); do \
 		DMSNAP_VM_KERNEL=$$k DMSNAP_VM_TESTS=1 $(GO) test -count=1 -timeout 40m ./tests/loopback/; \
 	done
+
+# Real OpenZFS 2.3.2 (bookworm-backports, dkms-built for the VM kernel, cached
+# under .cache/zfs/) in the VM: verifies the zfs package against real zfs(8).
+# Not yet part of `make test`: see docs/zfs.md.
+test-zfs: vmrun
+	@set -e; mods=$$(VMRUN=$(VMRUN) bash scripts/zfs-setup.sh | tail -n1); \
+	$(GO) test -count=1 -exec "$(VMRUN) --kernel bookworm --timeout $(VM_TIMEOUT) --env DMSNAP_ZFS_TIER=1 --modules $$mods/spl.ko,$$mods/zfs.ko" -run ZFS -v ./zfs/
 
 demo: deps build vmrun
 	bash scripts/demo-run.sh

@@ -11,6 +11,10 @@ func TestClassifyStderr(t *testing.T) {
 		want error
 	}{
 		{"zfs-2.3.2-stderr-list-missing.txt", ErrDatasetNotFound},
+		{"zfs-2.3.2-stderr-get-missing.txt", ErrDatasetNotFound},
+		{"zfs-2.3.2-stderr-create-nopool.txt", ErrDatasetNotFound},
+		// A cut stream: the caller reads receive_resume_token instead.
+		{"zfs-2.3.2-stderr-receive-cut.txt", nil},
 		{"zfs-2.3.2-stderr-zpool-missing.txt", ErrDatasetNotFound},
 		{"zfs-2.3.2-stderr-destroy-missing-snapshot.txt", ErrDatasetNotFound},
 		{"zfs-2.3.2-stderr-destroy-missing-bookmark.txt", ErrDatasetNotFound},

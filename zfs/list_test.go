@@ -53,6 +53,23 @@ func TestParseListGolden(t *testing.T) {
 	}
 }
 
+// TestParseListCaptured reads listings captured from zfs 2.3.2 in the VM
+// tier: a bookmark lists with its snapshot's guid and createtxg, and a
+// received snapshot keeps the sender's guid under its own createtxg.
+func TestParseListCaptured(t *testing.T) {
+	snd := mustParseList(t, "tank/vol", "zfs-2.3.2-list-Hp-vm-sender.txt")
+	if got, want := pointNames(snd), []string{"tank/vol@s1", "tank/vol#b1", "tank/vol@s2"}; !slices.Equal(got, want) {
+		t.Fatalf("sender order %q, want %q", got, want)
+	}
+	if snd[1].Kind != Bookmark || snd[1].GUID != snd[0].GUID || snd[1].CreateTXG != snd[0].CreateTXG {
+		t.Errorf("bookmark %+v, snapshot %+v", snd[1], snd[0])
+	}
+	rcv := mustParseList(t, "backup/vol", "zfs-2.3.2-list-Hp-vm-receiver.txt")
+	if len(rcv) != 2 || rcv[0].GUID != snd[0].GUID || rcv[1].GUID != snd[2].GUID || rcv[0].CreateTXG == snd[0].CreateTXG {
+		t.Errorf("receiver %+v, sender %+v", rcv, snd)
+	}
+}
+
 func pointNames(pts []Point) []string {
 	out := make([]string, len(pts))
 	for i, p := range pts {

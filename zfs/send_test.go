@@ -38,9 +38,11 @@ func TestSendArgs(t *testing.T) {
 
 func TestParseSendEstimate(t *testing.T) {
 	for file, want := range map[string]uint64{
-		"zfs-2.3.2-send-nvP-incremental.txt": 5349376,
-		"zfs-2.3.2-send-nvP-full.txt":        67661824,
-		"zfs-2.3.2-send-nvP-package.txt":     5349376,
+		"zfs-2.3.2-send-nvP-incremental.txt":    5349376,
+		"zfs-2.3.2-send-nvP-full.txt":           67661824,
+		"zfs-2.3.2-send-nvP-package.txt":        5349376,
+		"zfs-2.3.2-send-nvP-vm-full.txt":        1070704,
+		"zfs-2.3.2-send-nvP-vm-incremental.txt": 1073264,
 	} {
 		got, err := ParseSendEstimate([]byte(readTestdata(t, file)))
 		if err != nil || got != want {

@@ -46,8 +46,8 @@ type Versions struct {
 // versionRE matches ZFS_META_ALIAS, "zfs-<Version>-<Release>"
 // (config/zfs-meta.m4), and the kernel line "zfs-kmod-<contents of
 // /sys/module/zfs/version>" (lib/libzfs/libzfs_util.c zfs_version_print),
-// from OpenZFS 2.3.2 source; the Debian form "zfs-2.3.2-2~bpo12+2" is
-// verified in the VM (zfs-vm.md) but to be verified in tests/loopback.
+// from OpenZFS 2.3.2 source; the Debian form "zfs-2.3.2-2~bpo12+2", text
+// and -j, verified in the VM tier (zfs 2.3.2, kernel 6.1).
 var versionRE = regexp.MustCompile(`^zfs-(kmod-)?(0|[1-9][0-9]{0,3})\.(0|[1-9][0-9]{0,3})\.(0|[1-9][0-9]{0,3})(?:-([0-9A-Za-z][0-9A-Za-z._~+:-]*))?$`)
 
 func parseVersionToken(tok string, kmod bool) (Version, error) {
