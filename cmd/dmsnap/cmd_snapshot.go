@@ -173,6 +173,26 @@ func parseChunk(s string) (dm.Sector, error) {
 }
 
 // parseCOWSize parses --cow: a size, N%ORIGIN or N%FREE.
+// checkCOWSyntax checks --cow without a pool: a size, or a percentage of
+// ORIGIN or FREE.
+func checkCOWSyntax(s string) error {
+	if s == "" {
+		return usageErrorf("--cow is required (a size such as 100M, or 20%%ORIGIN)")
+	}
+	num, base, ok := strings.Cut(s, "%")
+	if !ok {
+		_, err := parseCOWSize(s, nil, nil)
+		return err
+	}
+	if pct, ok := new(big.Rat).SetString(num); !ok || pct.Sign() <= 0 || pct.Cmp(big.NewRat(100, 1)) > 0 {
+		return usageErrorf("--cow %s: want a percentage from 0 to 100, e.g. 20%%ORIGIN", s)
+	}
+	if b := strings.ToUpper(base); b != "ORIGIN" && b != "FREE" {
+		return usageErrorf("--cow %s: a percentage must be of ORIGIN or FREE", s)
+	}
+	return nil
+}
+
 func parseCOWSize(s string, p *lvm.Pool, origin *lvm.Volume) (dm.Sector, error) {
 	if s == "" {
 		return 0, usageErrorf("--cow is required (a size such as 100M, or 20%%ORIGIN)")
@@ -253,6 +273,18 @@ type jsonSnapCreate struct {
 }
 
 func runCreate(ctx context.Context, gopts *globalOptions, opts snapCreateOptions) error {
+	// Flags first: a mistake in them is reported before any pool is
+	// looked up or locked.
+	chunk, err := parseChunk(opts.ChunkSize)
+	if err != nil {
+		return err
+	}
+	if opts.DiscardPassdownOrigin && !opts.DiscardZeroesCOW {
+		return usageErrorf("--discard-passdown-origin needs --discard-zeroes-cow (the kernel refuses it alone)")
+	}
+	if err := checkCOWSyntax(opts.COW); err != nil {
+		return err
+	}
 	pool, base, err := splitVolumePath(gopts, opts.Origin)
 	if err != nil {
 		return err
@@ -260,13 +292,6 @@ func runCreate(ctx context.Context, gopts *globalOptions, opts snapCreateOptions
 	_, name, err := snapPath(gopts, opts.Name, pool)
 	if err != nil {
 		return err
-	}
-	chunk, err := parseChunk(opts.ChunkSize)
-	if err != nil {
-		return err
-	}
-	if opts.DiscardPassdownOrigin && !opts.DiscardZeroesCOW {
-		return usageErrorf("--discard-passdown-origin needs --discard-zeroes-cow (the kernel refuses it alone)")
 	}
 	s, err := openSnapSession(gopts, pool, lock.Exclusive)
 	if err != nil {
