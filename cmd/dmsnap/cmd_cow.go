@@ -54,13 +54,8 @@ func newCowCommand(gopts *globalOptions) *cli.Command {
 						Path: c.Args().First(), JSON: c.Bool("json") || gopts.JSON,
 						Limit: c.Int("limit"), ChunkSectors: c.Uint("chunk-size"),
 					}
-					t, err := resolveCowArg(gopts, opts.Path)
-					if err != nil {
+					if err := resolveCowOptions(gopts, &opts.Path, &opts.ChunkSectors, nil); err != nil {
 						return err
-					}
-					opts.Path = t.Path
-					if opts.ChunkSectors == 0 {
-						opts.ChunkSectors = uint(t.ChunkSectors)
 					}
 					return runCowInspect(c.Context, opts, gopts)
 				},
@@ -87,16 +82,8 @@ func newCowCommand(gopts *globalOptions) *cli.Command {
 						Path: c.Args().First(), JSON: c.Bool("json") || gopts.JSON,
 						ChunkSectors: c.Uint("chunk-size"), OriginSize: c.String("origin-size"),
 					}
-					t, err := resolveCowArg(gopts, opts.Path)
-					if err != nil {
+					if err := resolveCowOptions(gopts, &opts.Path, &opts.ChunkSectors, &opts.OriginSize); err != nil {
 						return err
-					}
-					opts.Path = t.Path
-					if opts.ChunkSectors == 0 {
-						opts.ChunkSectors = uint(t.ChunkSectors)
-					}
-					if opts.OriginSize == "" && t.OriginSize != 0 {
-						opts.OriginSize = fmt.Sprintf("%ds", t.OriginSize)
 					}
 					return runCowVerify(c.Context, opts, gopts)
 				},

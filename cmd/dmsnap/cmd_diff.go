@@ -40,16 +40,8 @@ func newDiffCommand(gopts *globalOptions) *cli.Command {
 				Path: c.Args().First(), JSON: c.Bool("json") || gopts.JSON, Bitmap: c.String("bitmap"),
 				OriginSize: c.String("origin-size"), ChunkSectors: c.Uint("chunk-size"),
 			}
-			t, err := resolveCowArg(gopts, opts.Path)
-			if err != nil {
+			if err := resolveCowOptions(gopts, &opts.Path, &opts.ChunkSectors, &opts.OriginSize); err != nil {
 				return err
-			}
-			opts.Path = t.Path
-			if opts.ChunkSectors == 0 {
-				opts.ChunkSectors = uint(t.ChunkSectors)
-			}
-			if opts.OriginSize == "" && t.OriginSize != 0 {
-				opts.OriginSize = fmt.Sprintf("%ds", t.OriginSize)
 			}
 			return runDiff(c.Context, opts, gopts)
 		},

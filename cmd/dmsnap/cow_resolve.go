@@ -77,3 +77,21 @@ func resolveCowArg(gopts *globalOptions, arg string) (cowTarget, error) {
 	}
 	return t, nil
 }
+
+// resolveCowOptions resolves *path with resolveCowArg and fills in what
+// the pool metadata knows (chunk size, origin size) where the user gave no
+// flag; originSize may be nil for commands without --origin-size.
+func resolveCowOptions(gopts *globalOptions, path *string, chunkSectors *uint, originSize *string) error {
+	t, err := resolveCowArg(gopts, *path)
+	if err != nil {
+		return err
+	}
+	*path = t.Path
+	if *chunkSectors == 0 {
+		*chunkSectors = uint(t.ChunkSectors)
+	}
+	if originSize != nil && *originSize == "" && t.OriginSize != 0 {
+		*originSize = fmt.Sprintf("%ds", t.OriginSize)
+	}
+	return nil
+}
