@@ -1,8 +1,6 @@
 package loopback
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -49,19 +47,7 @@ echo REBOOT-OK
 //     the origin's checksum is the snapshot's; the origin is linear.
 func TestMergeReboot(t *testing.T) {
 	root, vmrun, dmsnap := tools(t)
-	kernel := os.Getenv("DMSNAP_VM_KERNEL")
-	if kernel == "" {
-		kernel = "bookworm"
-	}
-	base := filepath.Join(root, ".cache", "loopback")
-	if err := os.MkdirAll(base, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	dir, err := os.MkdirTemp(base, "mergereboot-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	kernel, dir := scratch(t, root, "mergereboot-")
 	out := boot(t, vmrun, kernel, mergeFirstBoot, dmsnap, dir)
 	if !strings.Contains(out, "merge of mr/snap into mr/base started") || !strings.Contains(out, "POWEROFF") {
 		t.Fatalf("first boot: merge not started:\n%s", out)

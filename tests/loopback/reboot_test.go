@@ -51,6 +51,27 @@ func tools(t *testing.T) (root, vmrun, dmsnap string) {
 }
 
 // boot runs script with bash in a fresh VM and returns its output.
+// scratch picks the guest kernel (DMSNAP_VM_KERNEL, default bookworm) and
+// makes a directory under the repo's .cache/loopback, which the runner
+// shares read-write with every boot; it is removed when the test ends.
+func scratch(t *testing.T, root, prefix string) (kernel, dir string) {
+	t.Helper()
+	kernel = os.Getenv("DMSNAP_VM_KERNEL")
+	if kernel == "" {
+		kernel = "bookworm"
+	}
+	base := filepath.Join(root, ".cache", "loopback")
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp(base, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return kernel, dir
+}
+
 func boot(t *testing.T, vmrun, kernel, script string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(vmrun, append([]string{"--kernel", kernel, "--timeout", "300s", "bash", "-c", script, "script"}, args...)...)
@@ -111,19 +132,7 @@ echo REBOOT-OK
 //     devices, deactivate leaves no loop device.
 func TestReboot(t *testing.T) {
 	root, vmrun, dmsnap := tools(t)
-	kernel := os.Getenv("DMSNAP_VM_KERNEL")
-	if kernel == "" {
-		kernel = "bookworm"
-	}
-	base := filepath.Join(root, ".cache", "loopback")
-	if err := os.MkdirAll(base, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	dir, err := os.MkdirTemp(base, "reboot-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	kernel, dir := scratch(t, root, "reboot-")
 
 	out := boot(t, vmrun, kernel, firstBoot, dmsnap, dir)
 	if !strings.Contains(out, "rb    one") || !strings.Contains(out, "rb    two") {

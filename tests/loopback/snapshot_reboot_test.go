@@ -1,8 +1,6 @@
 package loopback
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -49,19 +47,7 @@ echo REBOOT-OK
 //     snapshot leaves a linear origin.
 func TestSnapshotReboot(t *testing.T) {
 	root, vmrun, dmsnap := tools(t)
-	kernel := os.Getenv("DMSNAP_VM_KERNEL")
-	if kernel == "" {
-		kernel = "bookworm"
-	}
-	base := filepath.Join(root, ".cache", "loopback")
-	if err := os.MkdirAll(base, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	dir, err := os.MkdirTemp(base, "snapreboot-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	kernel, dir := scratch(t, root, "snapreboot-")
 	out := boot(t, vmrun, kernel, snapFirstBoot, dmsnap, dir)
 	if !strings.Contains(out, "snap") || !strings.Contains(out, "active") {
 		t.Fatalf("first boot: snapshot not listed:\n%s", out)
