@@ -49,7 +49,7 @@ test-vm: vmrun build
 # Not yet part of `make test`: see docs/zfs.md.
 test-zfs: vmrun
 	@set -e; mods=$$(VMRUN=$(VMRUN) bash scripts/zfs-setup.sh | tail -n1); \
-	$(GO) test -count=1 -exec "$(VMRUN) --kernel bookworm --timeout $(VM_TIMEOUT) --env DMSNAP_ZFS_TIER=1 --modules $$mods/spl.ko,$$mods/zfs.ko" -run ZFS -v ./zfs/
+	$(GO) test -count=1 -exec "$(VMRUN) --kernel bookworm --timeout $(VM_TIMEOUT) --env DMSNAP_ZFS_TIER=1 --modules $$mods/spl.ko,$$mods/zfs.ko" -run ZFS -v ./zfs/ ./cmd/dmsnap/
 
 demo: deps build vmrun
 	bash scripts/demo-run.sh

@@ -1,0 +1,50 @@
+//go:build linux
+
+package main
+
+import (
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/dmsnap/dmsnap/internal/testutil"
+)
+
+// requireZFSTier skips unless the zfs module is loaded in the VM; with
+// DMSNAP_ZFS_TIER=1 (make test-zfs) a missing module or userland fails.
+func requireZFSTier(t *testing.T) {
+	t.Helper()
+	testutil.RequireKernel(t)
+	miss := t.Skipf
+	if os.Getenv("DMSNAP_ZFS_TIER") == "1" {
+		miss = t.Fatalf
+	}
+	if _, err := os.Stat("/dev/zfs"); err != nil {
+		miss("zfs module not loaded: %v", err)
+	}
+	if _, err := exec.LookPath("zpool"); err != nil {
+		if _, err := os.Stat("/usr/sbin/zpool"); err != nil {
+			miss("zpool not installed")
+		}
+		t.Setenv("PATH", os.Getenv("PATH")+":/usr/sbin")
+	}
+}
+
+// scratchZpool creates a zpool named after the test on a loop device of
+// sizeBytes (pools on files are not supported inside the VM's overlay)
+// and destroys it at cleanup. It returns the pool name.
+func scratchZpool(t *testing.T, sizeBytes int64) string {
+	t.Helper()
+	dev, _ := testutil.ScratchLoop(t, sizeBytes)
+	name := "z" + strings.TrimPrefix(testutil.UniqueName(t), testutil.DMNamePrefix)
+	if out, err := exec.Command("zpool", "create", "-f", "-o", "cachefile=none", "-m", "none", name, dev).CombinedOutput(); err != nil {
+		t.Fatalf("zpool create %s: %v: %s", name, err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("zpool", "destroy", "-f", name).CombinedOutput(); err != nil {
+			t.Errorf("zpool destroy %s: %v: %s", name, err, out)
+		}
+	})
+	return name
+}
