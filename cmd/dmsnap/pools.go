@@ -424,16 +424,21 @@ type attachedPVs struct {
 	Devs  map[lvm.UUID]dm.DevNum
 	Paths map[lvm.UUID]string // device node of each PV
 	loops []*loop.Device
+	held  []*os.File // loop devices found attached, held open
 }
 
-// Release closes the loop devices this process attached. With autoclear,
-// those that a dm table now holds stay attached until that table goes.
+// Release closes the loop devices this process attached or held. With
+// autoclear, those that a dm table now holds stay attached until that
+// table goes.
 func (a *attachedPVs) Release() error {
 	var errs []error
 	for _, l := range a.loops {
 		errs = append(errs, l.Close())
 	}
-	a.loops = nil
+	for _, f := range a.held {
+		errs = append(errs, f.Close())
+	}
+	a.loops, a.held = nil, nil
 	return errors.Join(errs...)
 }
 
@@ -461,6 +466,20 @@ func attachPVs(o *openedPool, dryRun bool) (*attachedPVs, error) {
 			found, err := loop.Find(s.Path)
 			if err != nil {
 				return nil, errors.Join(err, a.Release())
+			}
+			if len(found) > 0 && !dryRun {
+				// Held for the session: an autoclear device held only by
+				// tables this session may remove would otherwise detach
+				// under it. One that detached since Find is attached anew.
+				f, err := loop.Hold(found[0], s.Path)
+				switch {
+				case errors.Is(err, loop.ErrNotBound):
+					found = nil
+				case err != nil:
+					return nil, errors.Join(err, a.Release())
+				default:
+					a.held = append(a.held, f)
+				}
 			}
 			switch {
 			case len(found) > 0:

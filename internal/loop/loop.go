@@ -181,3 +181,30 @@ func Find(backing string) ([]string, error) {
 	}
 	return out, nil
 }
+
+// ErrNotBound: a loop device is no longer bound to the expected file.
+var ErrNotBound = errors.New("loop device not bound to the file")
+
+// Hold opens the loop device dev (a path from [Find]) and checks, once
+// it is open, that it is still bound to backing. While the returned file
+// is open the kernel cannot auto-clear the device: a process that found
+// an image already attached (held only by dm tables) must hold it, or
+// removing the last such table detaches it under the process's feet and
+// a table loaded afterwards maps a device of size 0. Closing the file
+// lets an autoclear device go once nothing else holds it.
+func Hold(dev, backing string) (*os.File, error) {
+	f, err := os.OpenFile(dev, os.O_RDONLY|sys.OpenFlagsCloexec, 0)
+	if err != nil {
+		return nil, fmt.Errorf("loop hold: %w", err)
+	}
+	found, err := Find(backing)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("loop hold %s: %w", dev, err), f.Close())
+	}
+	for _, p := range found {
+		if p == dev {
+			return f, nil
+		}
+	}
+	return nil, errors.Join(fmt.Errorf("loop hold %s (%s): %w", dev, backing, ErrNotBound), f.Close())
+}

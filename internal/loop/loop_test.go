@@ -2,10 +2,12 @@ package loop
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // TestAttach needs root and a kernel with loop devices; it runs on the host
@@ -107,5 +109,57 @@ func TestAttachReadOnly(t *testing.T) {
 		if werr == nil && serr == nil {
 			t.Fatal("wrote to a read-only loop device")
 		}
+	}
+}
+
+// TestHold: an autoclear device found attached and held by Hold outlives
+// its other holders (here a plain open standing in for a dm table) until
+// the hold is closed; Hold refuses a device bound to another file.
+func TestHold(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	if _, err := os.Stat("/dev/loop-control"); err != nil {
+		t.Skip("no /dev/loop-control")
+	}
+	file := filepath.Join(t.TempDir(), "img")
+	if err := os.WriteFile(file, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, err := Attach(file, Options{AutoClear: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := os.Open(d.Path()) // the "dm table"
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Drop the attaching descriptor without LOOP_CLR_FD, as a finished
+	// dmsnap process does: only other holds the device now.
+	if err := d.f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Hold(d.Path(), file+".other"); !errors.Is(err, ErrNotBound) {
+		t.Fatalf("Hold with the wrong backing file: %v, want ErrNotBound", err)
+	}
+	h, err := Hold(d.Path(), file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.Close() // the table goes; the hold keeps the device bound
+	if found, _ := Find(file); len(found) != 1 || found[0] != d.Path() {
+		t.Fatalf("held device detached: Find = %v", found)
+	}
+	h.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		found, _ := Find(file)
+		if len(found) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("autoclear device still attached after its last close: %v", found)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
