@@ -104,16 +104,23 @@ func (r *Runner) Exists(ctx context.Context, name string) (bool, error) {
 	}
 }
 
-// CreateVolume runs `zfs create [-s] -b VOLBLOCKSIZE -V SIZE dataset`.
-// sparse omits the refreservation. Errors: [ErrExists],
+// CreateVolume runs `zfs create [-s] [-o PROP=VALUE]… -b VOLBLOCKSIZE -V
+// SIZE dataset`. sparse omits the refreservation; props ("name=value")
+// are set atomically with the creation. Errors: [ErrExists],
 // [ErrDatasetNotFound] (parent or pool missing).
-func (r *Runner) CreateVolume(ctx context.Context, dataset string, sizeBytes, volBlockSizeBytes uint64, sparse bool) error {
+func (r *Runner) CreateVolume(ctx context.Context, dataset string, sizeBytes, volBlockSizeBytes uint64, sparse bool, props ...string) error {
 	if err := CheckDatasetName(dataset); err != nil {
 		return err
 	}
 	args := []string{"create"}
 	if sparse {
 		args = append(args, "-s")
+	}
+	for _, p := range props {
+		if k, _, ok := strings.Cut(p, "="); !ok || k == "" {
+			return fmt.Errorf("zfs create %s: property %q is not name=value: %w", dataset, p, ErrInvalidName)
+		}
+		args = append(args, "-o", p)
 	}
 	args = append(args, "-b", strconv.FormatUint(volBlockSizeBytes, 10),
 		"-V", strconv.FormatUint(sizeBytes, 10), dataset)

@@ -37,17 +37,18 @@ func TestRunnerMutations(t *testing.T) {
 	missingSnap := readTestdata(t, "zfs-2.3.2-stderr-destroy-missing-snapshot.txt")
 	missingBook := readTestdata(t, "zfs-2.3.2-stderr-destroy-missing-bookmark.txt")
 	f := newFake(t, map[string]reply{
-		"zfs create -s -b 16384 -V 67108864 backup/vol":        {},
-		"zfs create -b 16384 -V 67108864 tank/vol":             {stderr: readTestdata(t, "zfs-2.3.2-stderr-create-exists.txt"), err: errExit1},
-		"zfs snapshot " + snap3:                                {},
-		"zfs bookmark " + snap3 + " " + BookmarkFor(snap3):     {},
-		"zfs destroy tank/vol#dmsnap-last-sent":                {stderr: missingBook, err: errExit1},
-		"zfs bookmark " + snap3 + " tank/vol#dmsnap-last-sent": {},
-		"zfs destroy " + snap1:                                 {stderr: missingSnap, err: errExit1},
-		"zfs destroy " + snap2:                                 {stderr: readTestdata(t, "zfs-2.3.2-stderr-destroy-busy.txt"), err: errExit1},
-		"zfs rollback " + snap3:                                {},
-		"zfs get -Hp -o property,value guid " + snap3:          {stdout: "guid\t17706119220354061411\n"},
-		"zfs get -Hp -o property,value guid " + snap1:          {stderr: "cannot open '" + snap1 + "': dataset does not exist\n", err: errExit1},
+		"zfs create -s -b 16384 -V 67108864 backup/vol":         {},
+		"zfs create -s -o dmsnap:x=a/b -b 16384 -V 4096 tank/p": {},
+		"zfs create -b 16384 -V 67108864 tank/vol":              {stderr: readTestdata(t, "zfs-2.3.2-stderr-create-exists.txt"), err: errExit1},
+		"zfs snapshot " + snap3:                                 {},
+		"zfs bookmark " + snap3 + " " + BookmarkFor(snap3):      {},
+		"zfs destroy tank/vol#dmsnap-last-sent":                 {stderr: missingBook, err: errExit1},
+		"zfs bookmark " + snap3 + " tank/vol#dmsnap-last-sent":  {},
+		"zfs destroy " + snap1:                                  {stderr: missingSnap, err: errExit1},
+		"zfs destroy " + snap2:                                  {stderr: readTestdata(t, "zfs-2.3.2-stderr-destroy-busy.txt"), err: errExit1},
+		"zfs rollback " + snap3:                                 {},
+		"zfs get -Hp -o property,value guid " + snap3:           {stdout: "guid\t17706119220354061411\n"},
+		"zfs get -Hp -o property,value guid " + snap1:           {stderr: "cannot open '" + snap1 + "': dataset does not exist\n", err: errExit1},
 	})
 	r := &Runner{Exec: f}
 	ctx := context.Background()
@@ -56,6 +57,12 @@ func TestRunnerMutations(t *testing.T) {
 	}
 	if err := r.CreateVolume(ctx, "tank/vol", 64<<20, 16384, false); !errors.Is(err, ErrExists) {
 		t.Errorf("create existing: %v", err)
+	}
+	if err := r.CreateVolume(ctx, "tank/p", 4096, 16384, true, "dmsnap:x=a/b"); err != nil {
+		t.Errorf("create with a property: %v", err)
+	}
+	if err := r.CreateVolume(ctx, "tank/p", 4096, 16384, true, "novalue"); !errors.Is(err, ErrInvalidName) {
+		t.Errorf("create with a property without '=': %v, want ErrInvalidName", err)
 	}
 	if err := r.Snapshot(ctx, snap3); err != nil {
 		t.Error(err)

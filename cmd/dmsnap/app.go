@@ -82,6 +82,7 @@ func newApp(gopts *globalOptions) *cli.App {
 			newRenameCommand(gopts),
 			newMergeCommand(gopts),
 			newMonitorCommand(gopts),
+			newIngestCommand(gopts),
 		},
 		// urfave/cli would otherwise call os.Exit from inside Run for
 		// ExitCoder errors; exit statuses are decided in exitCode only.

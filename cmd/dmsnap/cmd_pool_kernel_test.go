@@ -21,7 +21,7 @@ import (
 
 // kernelPool makes a pool with a unique name on two 48 MiB image files
 // and deactivates it in t.Cleanup.
-func kernelPool(t *testing.T) (e *cliEnv, pool, a, b string) {
+func kernelPool(t testing.TB) (e *cliEnv, pool, a, b string) {
 	t.Helper()
 	testutil.RequireKernel(t)
 	e = newCLIEnv(t)

@@ -19,11 +19,11 @@ import (
 // empty device directory in t.TempDir, so that no test sees the host's
 // pools or devices.
 type cliEnv struct {
-	t   *testing.T
+	t   testing.TB
 	dir string
 }
 
-func newCLIEnv(t *testing.T) *cliEnv {
+func newCLIEnv(t testing.TB) *cliEnv {
 	t.Helper()
 	e := &cliEnv{t: t, dir: t.TempDir()}
 	for _, d := range []string{"cfg", "lock", "dev"} {

@@ -15,7 +15,7 @@ import (
 	"github.com/dmsnap/dmsnap/dm"
 )
 
-func writeAt(t *testing.T, dev string, off int64, b []byte) error {
+func writeAt(t testing.TB, dev string, off int64, b []byte) error {
 	t.Helper()
 	f, err := os.OpenFile(dev, os.O_WRONLY, 0)
 	if err != nil {

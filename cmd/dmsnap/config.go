@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 
+	"github.com/dmsnap/dmsnap/ingest"
 	"github.com/dmsnap/dmsnap/internal/lock"
 	"github.com/dmsnap/dmsnap/lvm"
 	"github.com/dmsnap/dmsnap/monitor"
@@ -35,6 +36,10 @@ type state struct {
 	Version     int                  `json:"version"`
 	DefaultPool string               `json:"default_pool,omitempty"`
 	Pools       map[string]statePool `json:"pools"`
+	// Ingest is the lineage of `dmsnap ingest` per zvol dataset. It is
+	// optional (files without it load) and lives here, not in the pool
+	// metadata, whose strict decoder rejects unknown fields (docs/zfs.md).
+	Ingest map[string]ingest.Lineage `json:"ingest,omitempty"`
 }
 
 // statePool is what the state file remembers of one pool.

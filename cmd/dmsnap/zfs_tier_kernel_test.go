@@ -13,7 +13,7 @@ import (
 
 // requireZFSTier skips unless the zfs module is loaded in the VM; with
 // DMSNAP_ZFS_TIER=1 (make test-zfs) a missing module or userland fails.
-func requireZFSTier(t *testing.T) {
+func requireZFSTier(t testing.TB) {
 	t.Helper()
 	testutil.RequireKernel(t)
 	miss := t.Skipf
@@ -34,7 +34,7 @@ func requireZFSTier(t *testing.T) {
 // scratchZpool creates a zpool named after the test on a loop device of
 // sizeBytes (pools on files are not supported inside the VM's overlay)
 // and destroys it at cleanup. It returns the pool name.
-func scratchZpool(t *testing.T, sizeBytes int64) string {
+func scratchZpool(t testing.TB, sizeBytes int64) string {
 	t.Helper()
 	dev, _ := testutil.ScratchLoop(t, sizeBytes)
 	name := "z" + strings.TrimPrefix(testutil.UniqueName(t), testutil.DMNamePrefix)

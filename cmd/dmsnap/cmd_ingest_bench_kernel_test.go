@@ -1,0 +1,94 @@
+//go:build linux
+
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	mrand "math/rand/v2"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/dmsnap/dmsnap/ingest"
+)
+
+// benchIngestBytes is the origin of BenchmarkIngestZFS: 128 MiB of random
+// data (no zero blocks, so nothing is skipped as a hole).
+const benchIngestBytes = 128 << 20
+
+// BenchmarkIngestZFS measures, per iteration on the same origin:
+//   - full: `dmsnap ingest --full` (snapshot, copy, sync, zfs snapshot);
+//   - dd: `dd bs=1M conv=fsync` of the same frozen snapshot into a second
+//     zvol of the same volblocksize (the floor a copy tool can reach);
+//   - incr: 1% of the origin's 16 KiB chunks rewritten, then an
+//     incremental ingest.
+//
+// It reports full-MB/s, dd-MB/s and incr-%-of-full (goal: <= 3).
+// Run in the ZFS tier (docs/perf.md has the command).
+func BenchmarkIngestZFS(b *testing.B) {
+	f := newSizedIngestFixture(b, benchIngestBytes)
+	run := func(args ...string) (jsonIngest, time.Duration) {
+		b.Helper()
+		start := time.Now()
+		out, _ := f.e.runOK(append([]string{"--json", "--quiet", "ingest", f.pool + "/base", f.ds, "--cow", "32M"}, args...)...)
+		d := time.Since(start)
+		var j jsonIngest
+		if err := json.Unmarshal([]byte(out), &j); err != nil {
+			b.Fatalf("ingest output %q: %v", out, err)
+		}
+		return j, d
+	}
+	first, _ := run()
+	blk := first.ChunkBytes
+	if blk == 0 {
+		blk = 16 << 10
+	}
+	ddVol := f.zpool + "/dd"
+	if out, err := exec.Command("zfs", "create", "-s", "-b", "16K", "-V", fmt.Sprint(benchIngestBytes), ddVol).CombinedOutput(); err != nil {
+		b.Fatalf("zfs create: %v: %s", err, out)
+	}
+	ddDev, err := ingest.ZvolDevice(b.Context(), ddVol, 30*time.Second)
+	if err != nil {
+		b.Fatal(err)
+	}
+	seq := uint64(1)
+	var full, dd, incr time.Duration
+	var incrChunks uint64
+	b.ResetTimer()
+	for range b.N {
+		j, d := run("--full")
+		seq++
+		if !j.Full {
+			b.Fatalf("--full ingest was not full: %+v", j)
+		}
+		full += d
+
+		snap := f.snapDev(ingest.CursorName("base", seq))
+		start := time.Now()
+		if out, err := exec.Command("dd", "if="+snap, "of="+ddDev, "bs=1M", "conv=fsync", "status=none").CombinedOutput(); err != nil {
+			b.Fatalf("dd: %v: %s", err, out)
+		}
+		dd += time.Since(start)
+
+		chunks := benchIngestBytes / blk
+		for range chunks / 100 {
+			off := mrand.Int64N(chunks) * blk
+			if err := writeAt(b, f.origin, off, randBytes(4096)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		j, d = run()
+		seq++
+		if j.Full {
+			b.Fatalf("incremental ingest was full: %s", j.FullReason)
+		}
+		incr += d
+		incrChunks += j.ChangedChunks
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(benchIngestBytes)/1e6/(full.Seconds()/n), "full-MB/s")
+	b.ReportMetric(float64(benchIngestBytes)/1e6/(dd.Seconds()/n), "dd-MB/s")
+	b.ReportMetric(100*incr.Seconds()/full.Seconds(), "incr-%-of-full")
+	b.ReportMetric(float64(incrChunks)/n, "incr-chunks")
+}
