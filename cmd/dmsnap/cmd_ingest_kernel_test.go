@@ -94,7 +94,7 @@ func newSizedIngestFixture(t testing.TB, size int64) *ingestFixture {
 	if err := writeAt(t, f.origin, 0, randBytes(int(size))); err != nil {
 		t.Fatal(err)
 	}
-	f.zpool = scratchZpool(t, 3*size+128<<20)
+	f.zpool = scratchZpool(t, 4*size+512<<20) // sparse; zfs keeps 128 MiB of slop
 	f.ds = f.zpool + "/vol"
 	return f
 }
