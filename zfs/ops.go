@@ -67,15 +67,23 @@ type VolumeInfo struct {
 // [ErrNotAZvol] (the dataset exists but its type is not "volume"),
 // [ErrSyntax].
 func (r *Runner) Volume(ctx context.Context, dataset string) (VolumeInfo, error) {
+	v, _, err := r.VolumeWith(ctx, dataset)
+	return v, err
+}
+
+// VolumeWith is [Runner.Volume] that also reads the extra properties in
+// the same `zfs get` (one command instead of several), returned as
+// [Runner.Get] returns them.
+func (r *Runner) VolumeWith(ctx context.Context, dataset string, extra ...string) (VolumeInfo, map[string]string, error) {
 	if err := CheckDatasetName(dataset); err != nil {
-		return VolumeInfo{}, err
+		return VolumeInfo{}, nil, err
 	}
-	m, err := r.Get(ctx, dataset, "type", "guid", "volsize", "volblocksize", "receive_resume_token")
+	m, err := r.Get(ctx, dataset, append([]string{"type", "guid", "volsize", "volblocksize", "receive_resume_token"}, extra...)...)
 	if err != nil {
-		return VolumeInfo{}, err
+		return VolumeInfo{}, nil, err
 	}
 	if m["type"] != "volume" {
-		return VolumeInfo{}, fmt.Errorf("%s is a %s: %w", dataset, m["type"], ErrNotAZvol)
+		return VolumeInfo{}, nil, fmt.Errorf("%s is a %s: %w", dataset, m["type"], ErrNotAZvol)
 	}
 	v := VolumeInfo{Name: dataset, ResumeToken: m["receive_resume_token"]}
 	for _, f := range []struct {
@@ -84,11 +92,11 @@ func (r *Runner) Volume(ctx context.Context, dataset string) (VolumeInfo, error)
 	}{{"guid", &v.GUID}, {"volsize", &v.SizeBytes}, {"volblocksize", &v.VolBlockSizeBytes}} {
 		n, err := strconv.ParseUint(m[f.prop], 10, 64)
 		if err != nil {
-			return VolumeInfo{}, fmt.Errorf("zfs get %s %s = %q: %w", f.prop, dataset, m[f.prop], ErrSyntax)
+			return VolumeInfo{}, nil, fmt.Errorf("zfs get %s %s = %q: %w", f.prop, dataset, m[f.prop], ErrSyntax)
 		}
 		*f.dst = n
 	}
-	return v, nil
+	return v, m, nil
 }
 
 // Exists reports whether a dataset, snapshot or bookmark exists.

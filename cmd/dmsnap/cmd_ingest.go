@@ -87,6 +87,25 @@ type jsonIngest struct {
 	BytesZeroed   int64   `json:"bytes_zeroed"`
 	BytesSkipped  int64   `json:"bytes_skipped"`
 	Seconds       float64 `json:"seconds"`
+	// Phases splits Seconds.
+	Phases ingestPhases `json:"phases"`
+}
+
+// ingestPhases are the seconds each step of an ingest took.
+type ingestPhases struct {
+	Check  float64 `json:"check"`  // arguments, zfs version, zvol, recovery
+	Freeze float64 `json:"freeze"` // the new read-only snapshot
+	Plan   float64 `json:"plan"`   // reading the cursor's COW
+	Copy   float64 `json:"copy"`   // copy and fsync
+	Commit float64 `json:"commit"` // zfs snapshot, bookmark, lineage, old cursor removed
+}
+
+// since returns the seconds since *mark and moves it to now.
+func since(mark *time.Time) float64 {
+	now := time.Now()
+	d := now.Sub(*mark).Seconds()
+	*mark = now
+	return round3(d)
 }
 
 // parseVolBlockSize checks --volblocksize.
@@ -170,7 +189,7 @@ func runIngest(ctx context.Context, gopts *globalOptions, opts ingestOptions) er
 	// The zvol: create it on the first run, else check it is ours and
 	// large enough.
 	created := false
-	vol, err := r.Volume(ctx, opts.Dataset)
+	vol, props, err := r.VolumeWith(ctx, opts.Dataset, ingest.OwnerProperty, "written")
 	switch {
 	case errors.Is(err, zfs.ErrDatasetNotFound):
 		if lin.GUID != 0 {
@@ -186,11 +205,7 @@ func runIngest(ctx context.Context, gopts *globalOptions, opts ingestOptions) er
 	case err != nil:
 		return fmt.Errorf("ingest: %w", err)
 	default:
-		m, err := r.Get(ctx, opts.Dataset, ingest.OwnerProperty)
-		if err != nil {
-			return fmt.Errorf("ingest: %w", err)
-		}
-		switch owner := m[ingest.OwnerProperty]; owner {
+		switch owner := props[ingest.OwnerProperty]; owner {
 		case "":
 			return fmt.Errorf("zvol %s exists and was not made by dmsnap ingest (no %s property); refusing to overwrite it: %w", opts.Dataset, ingest.OwnerProperty, ingest.ErrNotOurs)
 		case pool + "/" + base:
@@ -211,13 +226,9 @@ func runIngest(ctx context.Context, gopts *globalOptions, opts ingestOptions) er
 		if err != nil {
 			return fmt.Errorf("ingest: %w", err)
 		}
-		wm, err := r.Get(ctx, opts.Dataset, "written")
+		written, err := strconv.ParseUint(props["written"], 10, 64)
 		if err != nil {
-			return fmt.Errorf("ingest: %w", err)
-		}
-		written, err := strconv.ParseUint(wm["written"], 10, 64)
-		if err != nil {
-			return fmt.Errorf("ingest: zfs get written %s = %q: %w", opts.Dataset, wm["written"], zfs.ErrSyntax)
+			return fmt.Errorf("ingest: zfs get written %s = %q: %w", opts.Dataset, props["written"], zfs.ErrSyntax)
 		}
 		act, err := ingest.Decide(lin, pts, written)
 		if err != nil {
@@ -276,12 +287,14 @@ func runIngest(ctx context.Context, gopts *globalOptions, opts ingestOptions) er
 		size = min
 	}
 	n, _ := lvm.ExtentsFor(size, s.o.Store.Pool.ExtentSize)
+	mark := start
+	out.Phases.Check = since(&mark)
 	lin.Pending = &ingest.Pending{Seq: seq, Cursor: next, CreatedZvol: created,
 		Snapshot: zfs.SnapshotFullName(opts.Dataset, zfs.SnapshotName(time.Now(), seq)), Started: time.Now().UTC()}
 	if err := saveLineage(ctx, gopts, lin); err != nil {
 		return err
 	}
-	plan, stats, err := ingestCopy(ctx, gopts, s, &out, ingestCopyArgs{
+	plan, stats, err := ingestCopy(ctx, gopts, s, &out, &mark, ingestCopyArgs{
 		pool: pool, base: base, dataset: opts.Dataset, lin: lin, next: next, cowExtents: n,
 		chunk: chunk, blockBytes: blockBytes, originBytes: originBytes, full: opts.Full, knownZero: knownZero})
 	if err == nil {
@@ -324,7 +337,8 @@ func runIngest(ctx context.Context, gopts *globalOptions, opts ingestOptions) er
 	out.Snapshot, out.GUID, out.CreateTXG, out.Cursor = lin.Snapshot, lin.GUID, lin.CreateTXG, pool+"/"+lin.Cursor
 	out.ChangedChunks, out.ChunkBytes, out.PlanBytes = plan.ChangedChunks, plan.ChunkBytes, plan.Bytes()
 	out.BytesWritten, out.BytesZeroed, out.BytesSkipped = stats.BytesWritten, stats.BytesZeroed, stats.BytesSkipped
-	out.Seconds = time.Since(start).Seconds()
+	out.Phases.Commit = since(&mark)
+	out.Seconds = round3(time.Since(start).Seconds())
 	if gopts.JSON {
 		return writeJSON(gopts.stdout, out)
 	}
@@ -446,11 +460,12 @@ type ingestCopyArgs struct {
 // they cover every write before it) and copies it into the zvol. It
 // fails if the snapshot was invalidated while being copied: what was
 // read from it is garbage.
-func ingestCopy(ctx context.Context, gopts *globalOptions, s *snapSession, out *jsonIngest, a ingestCopyArgs) (ingest.Plan, ingest.Stats, error) {
+func ingestCopy(ctx context.Context, gopts *globalOptions, s *snapSession, out *jsonIngest, mark *time.Time, a ingestCopyArgs) (ingest.Plan, ingest.Stats, error) {
 	if _, err := lvm.CreateSnapshot(ctx, s.o.Store, s.env(gopts), lvm.SnapshotSpec{
 		Name: a.next, Origin: a.base, COWExtents: a.cowExtents, Store: dm.Persistent, ChunkSize: a.chunk, ReadOnly: true}); err != nil {
 		return ingest.Plan{}, ingest.Stats{}, fmt.Errorf("ingest: %w", err)
 	}
+	out.Phases.Freeze = since(mark)
 	lin := a.lin
 	var plan ingest.Plan
 	var err error
@@ -484,6 +499,7 @@ func ingestCopy(ctx context.Context, gopts *globalOptions, s *snapSession, out *
 		return plan, ingest.Stats{}, err
 	}
 
+	out.Phases.Plan = since(mark)
 	bp := newByteProgress(gopts, "ingest", a.dataset, plan.Bytes())
 	stats, err := copyIntoZvol(ctx, a.pool, a.next, a.dataset, plan, ingest.CopyOptions{
 		BlockBytes: a.blockBytes, KnownZero: a.knownZero && out.Full,
@@ -495,6 +511,7 @@ func ingestCopy(ctx context.Context, gopts *globalOptions, s *snapSession, out *
 	// The snapshot must still be valid now that the copy is synced: an
 	// overflow during the copy makes the kernel fail reads, but a read
 	// that raced the invalidation may not have failed.
+	out.Phases.Copy = since(mark)
 	lines, _, err := s.k.Status(lvm.DMName(a.pool, a.next, lvm.LayerNone))
 	if err != nil {
 		return plan, stats, fmt.Errorf("ingest: status of %s/%s: %w", a.pool, a.next, err)

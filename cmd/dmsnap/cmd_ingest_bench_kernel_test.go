@@ -6,17 +6,30 @@ import (
 	"encoding/json"
 	"fmt"
 	mrand "math/rand/v2"
+	"os"
 	"os/exec"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/dmsnap/dmsnap/ingest"
 )
 
-// benchIngestBytes is the origin of BenchmarkIngestZFS: 64 MiB of random
-// data (no zero blocks, so nothing is skipped as a hole). The guest keeps
-// its files in RAM: run with vmrun --mem 3072.
-const benchIngestBytes = 64 << 20
+// benchIngestBytes returns the origin size of BenchmarkIngestZFS: 64 MiB
+// of random data (no zero blocks, so nothing is skipped as a hole), or
+// $DMSNAP_BENCH_INGEST_MB MiB (a multiple of 4). The guest keeps its files
+// in RAM: run with vmrun --mem 3072.
+func benchIngestBytes(b *testing.B) int64 {
+	mb := int64(64)
+	if v := os.Getenv("DMSNAP_BENCH_INGEST_MB"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 || n%4 != 0 {
+			b.Fatalf("DMSNAP_BENCH_INGEST_MB=%q: want a positive multiple of 4", v)
+		}
+		mb = n
+	}
+	return mb << 20
+}
 
 // BenchmarkIngestZFS measures, per iteration on the same origin:
 //   - full: `dmsnap ingest --full` (snapshot, copy, sync, zfs snapshot);
@@ -25,9 +38,12 @@ const benchIngestBytes = 64 << 20
 //   - incr: 1% of the origin's 16 KiB chunks rewritten, then an
 //     incremental ingest.
 //
-// It reports full-MB/s, dd-MB/s and incr-%-of-full (goal: <= 3).
+// It reports full-MB/s, dd-MB/s and incr-%-of-full (goal: <= 3), and
+// splits the incremental's time into its copy phase (as a % of the full
+// copy phase) and the fixed rest (snapshot, zfs commands, commit).
 // Run in the ZFS tier (docs/perf.md has the command).
 func BenchmarkIngestZFS(b *testing.B) {
+	benchIngestBytes := benchIngestBytes(b)
 	f := newSizedIngestFixture(b, benchIngestBytes)
 	var prev string // the previous ingest's ZFS snapshot, destroyed to bound the pool's use
 	run := func(args ...string) (jsonIngest, time.Duration) {
@@ -62,6 +78,7 @@ func BenchmarkIngestZFS(b *testing.B) {
 	}
 	seq := uint64(1)
 	var full, dd, incr time.Duration
+	var fullCopy, incrCopy float64 // the copy phases, seconds
 	var incrChunks uint64
 	b.ResetTimer()
 	for range b.N {
@@ -71,6 +88,7 @@ func BenchmarkIngestZFS(b *testing.B) {
 			b.Fatalf("--full ingest was not full: %+v", j)
 		}
 		full += d
+		fullCopy += j.Phases.Copy
 
 		snap := f.snapDev(ingest.CursorName("base", seq))
 		start := time.Now()
@@ -92,6 +110,7 @@ func BenchmarkIngestZFS(b *testing.B) {
 			b.Fatalf("incremental ingest was full: %s", j.FullReason)
 		}
 		incr += d
+		incrCopy += j.Phases.Copy
 		incrChunks += j.ChangedChunks
 	}
 	n := float64(b.N)
@@ -99,4 +118,6 @@ func BenchmarkIngestZFS(b *testing.B) {
 	b.ReportMetric(float64(benchIngestBytes)/1e6/(dd.Seconds()/n), "dd-MB/s")
 	b.ReportMetric(100*incr.Seconds()/full.Seconds(), "incr-%-of-full")
 	b.ReportMetric(float64(incrChunks)/n, "incr-chunks")
+	b.ReportMetric(100*incrCopy/fullCopy, "incr-copy-%-of-full-copy")
+	b.ReportMetric((incr.Seconds()-incrCopy)/n, "incr-fixed-s")
 }
