@@ -30,6 +30,7 @@ type ingestOptions struct {
 
 // Failpoints of ingest, armed with lvm.FailpointEnv like lvm's.
 const (
+	fpIngestMidCopy     = "ingest.mid-copy"     // half the plan written, not synced
 	fpIngestAfterCopy   = "ingest.after-copy"   // zvol written and synced, no ZFS snapshot
 	fpIngestAfterCommit = "ingest.after-commit" // ZFS snapshot made, lineage not recorded
 )
@@ -503,7 +504,12 @@ func ingestCopy(ctx context.Context, gopts *globalOptions, s *snapSession, out *
 	bp := newByteProgress(gopts, "ingest", a.dataset, plan.Bytes())
 	stats, err := copyIntoZvol(ctx, a.pool, a.next, a.dataset, plan, ingest.CopyOptions{
 		BlockBytes: a.blockBytes, KnownZero: a.knownZero && out.Full,
-		Progress: func(done, _ int64) { bp.Set(done) }})
+		Progress: func(done, total int64) {
+			bp.Set(done)
+			if 2*done >= total {
+				ingestFailpoint(fpIngestMidCopy)
+			}
+		}})
 	bp.Finish(err == nil)
 	if err != nil {
 		return plan, stats, fmt.Errorf("ingest %s/%s into %s: %w", a.pool, a.next, a.dataset, err)

@@ -211,35 +211,37 @@ func TestIngestZFSKernel(t *testing.T) {
 		t.Error("no zero block became a hole in three incremental ingests with ~30 zeroed blocks")
 	}
 
-	// Killed between the copy and the ZFS snapshot: the killed run's
-	// snapshot was seq 5; the rerun rolls back, removes it and takes 6
-	// (sequence numbers are never reused).
+	// Killed halfway through a full copy, then between the copy and the
+	// ZFS snapshot: the killed runs' snapshots were seq 5 and 6; each rerun
+	// rolls back, removes the killed run's snapshot and takes the next
+	// number (sequence numbers are never reused).
 	f.scribble(40)
+	f.e.crash(fpIngestMidCopy, "ingest", f.pool+"/base", f.ds, "--cow", "8M", "--full")
 	f.e.crash(fpIngestAfterCopy, "ingest", f.pool+"/base", f.ds, "--cow", "8M")
-	j = f.ingest(6)
+	j = f.ingest(7)
 	if !strings.HasPrefix(j.Recovered, "rolled "+f.ds+" back") || j.Full {
 		t.Errorf("rerun after a kill mid-ingest: recovered %q full %v, want a rollback and an incremental", j.Recovered, j.Full)
 	}
 	if n := len(f.points()); n != 10 {
 		t.Errorf("after the recovered ingest: %d points, want 10: %v", n, f.points())
 	}
-	// Killed after the ZFS snapshot: the rerun adopts it (seq 7, which
-	// holds the writes), then ingests seq 8 (nothing changed since).
+	// Killed after the ZFS snapshot: the rerun adopts it (seq 8, which
+	// holds the writes), then ingests seq 9 (nothing changed since).
 	f.scribble(10)
 	f.e.crash(fpIngestAfterCommit, "ingest", f.pool+"/base", f.ds, "--cow", "8M")
-	j = f.ingest(8)
+	j = f.ingest(9)
 	if !strings.HasPrefix(j.Recovered, "adopted ") {
 		t.Errorf("rerun after a kill after the commit: recovered %q, want adopted", j.Recovered)
 	}
 	if n := len(f.points()); n != 14 || j.ChangedChunks != 0 {
-		t.Errorf("after the adopted ingest: %d points, want 14 (seq 1-4, 6-8); %d changed chunks, want 0: %v", n, j.ChangedChunks, f.points())
+		t.Errorf("after the adopted ingest: %d points, want 14 (seq 1-4, 7-9); %d changed chunks, want 0: %v", n, j.ChangedChunks, f.points())
 	}
 
 	// 12 MiB of new data overflow the cursor's 8 MiB COW.
 	if err := writeAt(t, f.origin, 4<<20, randBytes(12<<20)); err != nil {
 		t.Fatal(err)
 	}
-	j = f.ingest(9)
+	j = f.ingest(10)
 	if !j.Full || !strings.Contains(j.FullReason, "invalidated") {
 		t.Errorf("ingest after the cursor overflowed: full=%v reason %q, want a full copy because it was invalidated", j.Full, j.FullReason)
 	}
