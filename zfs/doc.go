@@ -20,7 +20,12 @@
 //   - planning: [PlanReplication] picks the common base by GUID and
 //     returns the send/receive steps; [Prune] picks what retention may
 //     destroy; [SendArgs], [ReceiveArgs] build the argv;
-//   - names of dmsnap's snapshots and bookmarks ([SnapshotName]).
+//   - names of dmsnap's snapshots and bookmarks ([SnapshotName]);
+//   - running zfs on another host through a wrapper such as ssh
+//     ([Runner.Via]), refusing any argument a remote shell would
+//     reinterpret ([CheckRemoteArg]);
+//   - resumable receives ([Runner.ResumeInfo], [Runner.AbortReceive]) and
+//     user properties ([Runner.UserProperties], [Runner.SetUserProperty]).
 //
 // Hazards:
 //

@@ -87,6 +87,11 @@ type Runner struct {
 	Env []string
 	// Observer is told about each command; nil means NopObserver.
 	Observer Observer
+	// Via, if set, is a program and its leading arguments that run every
+	// command elsewhere, e.g. {"ssh", "backup1"}: [Runner.Run] then
+	// executes Via[0] with Via[1:], the zfs or zpool path and the
+	// command's arguments. See [CheckRemoteArg] for what Run refuses then.
+	Via []string
 }
 
 // Binary names accepted by [Runner.Run].
@@ -132,6 +137,8 @@ func (r *Runner) observer() Observer {
 // [ErrPermission], [ErrResumeTokenInvalid], [ErrIncrementalMismatch],
 // [ErrDestinationModified]), for [ErrZFSNotInstalled] when the program is
 // missing, and for context.Canceled/DeadlineExceeded when ctx ended.
+// With [Runner.Via] set, an argument that fails [CheckRemoteArg] is refused
+// before anything runs (an error wrapping [ErrInvalidName]).
 func (r *Runner) Run(ctx context.Context, binary string, args []string, dataset string, stdin io.Reader, stdout io.Writer) error {
 	if binary != BinZFS && binary != BinZPool {
 		return errors.New("zfs runner: unknown binary " + strings.TrimSpace(binary))
@@ -140,10 +147,21 @@ func (r *Runner) Run(ctx context.Context, binary string, args []string, dataset 
 	if len(args) > 0 {
 		verb = args[0]
 	}
+	name, argv := r.path(binary), args
+	if len(r.Via) > 0 {
+		var err error
+		if name, argv, err = r.viaArgv(name, args); err != nil {
+			return err
+		}
+	}
 	start := time.Now()
-	stderr, err := r.executor().Run(ctx, r.path(binary), args, stdin, stdout)
+	stderr, err := r.executor().Run(ctx, name, argv, stdin, stdout)
 	if err != nil {
-		err = newCommandError(binary, args, dataset, stderr, err)
+		ce := newCommandError(binary, args, dataset, stderr, err)
+		if len(r.Via) > 0 {
+			ce.Err = viaClassify(ce.Err, err)
+		}
+		err = ce
 	}
 	r.observer().CommandDone(binary, boundedVerb(verb), time.Since(start), err)
 	return err
@@ -162,7 +180,7 @@ var knownVerbs = map[string]bool{
 	"snapshot": true, "bookmark": true, "rollback": true, "send": true,
 	"receive": true, "recv": true, "version": true, "status": true,
 	"import": true, "export": true, "hold": true, "release": true,
-	"-V": true, "--version": true,
+	"inherit": true, "-V": true, "--version": true,
 }
 
 func boundedVerb(v string) string {

@@ -83,6 +83,7 @@ func newApp(gopts *globalOptions) *cli.App {
 			newMergeCommand(gopts),
 			newMonitorCommand(gopts),
 			newIngestCommand(gopts),
+			newZFSCommand(gopts), newReplicateCommand(gopts),
 		},
 		// urfave/cli would otherwise call os.Exit from inside Run for
 		// ExitCoder errors; exit statuses are decided in exitCode only.

@@ -1,0 +1,443 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/dmsnap/dmsnap/internal/lock"
+	"github.com/dmsnap/dmsnap/zfs"
+	"github.com/urfave/cli/v2"
+)
+
+// zfsEnv is what `zfs ls`, `zfs prune` and `replicate` get from outside,
+// so tests can run them against a fake zfs.
+type zfsEnv struct {
+	// local runs zfs(8) on this host.
+	local *zfs.Runner
+	// remote returns the runner for an ssh destination (--to-host).
+	remote func(dest string) *zfs.Runner
+	// isTTY reports whether progress may draw a bar on stderr.
+	isTTY bool
+}
+
+func defaultZFSEnv(gopts *globalOptions) zfsEnv {
+	return zfsEnv{
+		local: &zfs.Runner{},
+		remote: func(dest string) *zfs.Runner {
+			return &zfs.Runner{Via: []string{"ssh", dest}}
+		},
+		isTTY: isTerminal(gopts.stderr),
+	}
+}
+
+// explainZFS says what to do about environment failures of zfs(8); side
+// ("", "receiver host1: ") says where it happened.
+func explainZFS(side string, err error) error {
+	switch {
+	case errors.Is(err, zfs.ErrZFSNotInstalled):
+		return fmt.Errorf("%szfs is not installed (no zfs program; install the OpenZFS userland, zfsutils-linux on Debian): %w", side, err)
+	case errors.Is(err, zfs.ErrNoModule):
+		return fmt.Errorf("%sthe zfs kernel module is not loaded (modprobe zfs, as root): %w", side, err)
+	case errors.Is(err, zfs.ErrPermission):
+		return fmt.Errorf("%szfs needs root or delegated permissions (zfs allow): %w", side, err)
+	}
+	if side != "" {
+		return fmt.Errorf("%s%w", side, err)
+	}
+	return err
+}
+
+// checkDatasetArg checks a DATASET argument (a dataset, not a snapshot or
+// bookmark).
+func checkDatasetArg(what, ds string) error {
+	if err := zfs.CheckDatasetName(ds); err != nil {
+		return usageErrorf("%s: %w (want POOL/DATASET; no @snapshot or #bookmark)", what, err)
+	}
+	return nil
+}
+
+// lockDataset takes dmsnap's lock of a ZFS dataset: replicate and prune
+// take it exclusively, so prune never runs while a replication moves the
+// #dmsnap-last-sent bookmark. The lock file is "zfs%POOL%DATASET.lock"
+// next to the pool locks ('%' cannot occur in a dmsnap pool name).
+func lockDataset(g *globalOptions, dataset string, mode lock.Mode) (*lock.Lock, error) {
+	l, err := lock.TryAcquire(lock.Path(g.lockDir(), "zfs%"+strings.ReplaceAll(dataset, "/", "%")), mode)
+	if errors.Is(err, lock.ErrLocked) {
+		return nil, fmt.Errorf("dataset %s is in use by another dmsnap process (replicate or zfs prune): %w", dataset, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lock dataset %s: %w", dataset, err)
+	}
+	return l, nil
+}
+
+// Replication records. After every successful receive, replicate sets the
+// user property sentPropPrefix+<hash of the target> on the sender dataset
+// to "<guid> <target>": the newest snapshot that target has. `zfs prune`
+// protects every recorded guid, so replicating one dataset to several
+// targets keeps each target's base, not only the one #dmsnap-last-sent
+// points at. User properties stay on the sender (replicate never sends
+// properties) and survive a lost config directory.
+const sentPropPrefix = "dmsnap:sent-"
+
+// sentRecord is one replication record.
+type sentRecord struct {
+	Prop   string
+	GUID   uint64
+	Target string // "[HOST:]DATASET"
+}
+
+// targetID names a replication target: "backup/vol", or "host1:backup/vol"
+// with --to-host.
+func targetID(host, target string) string {
+	if host == "" {
+		return target
+	}
+	return host + ":" + target
+}
+
+// sentProp is the record property of a target.
+func sentProp(target string) string {
+	h := sha256.Sum256([]byte(target))
+	return sentPropPrefix + hex.EncodeToString(h[:8])
+}
+
+func parseSentRecord(prop, val string) (sentRecord, error) {
+	g, tgt, ok := strings.Cut(val, " ")
+	n, err := strconv.ParseUint(g, 10, 64)
+	if !ok || err != nil || n == 0 || tgt == "" {
+		return sentRecord{}, fmt.Errorf("replication record %s = %q: want \"<guid> <target>\"", prop, val)
+	}
+	return sentRecord{Prop: prop, GUID: n, Target: tgt}, nil
+}
+
+// replicationBase is a guid prune must keep, with why.
+type replicationBase struct {
+	GUID      uint64 `json:"guid,string"`
+	CreateTXG uint64 `json:"createtxg"`
+	// Source is "#dmsnap-last-sent" or "sent to TARGET (PROPERTY)".
+	Source string `json:"source"`
+}
+
+// replicationBases returns the replication bases of dataset: the guid of
+// its #dmsnap-last-sent bookmark and of every replication record, oldest
+// first. A record that does not parse, or whose guid is no longer a
+// snapshot or bookmark of the dataset (its target's chain is broken, and
+// nothing can be pruned against it), is an error wrapping
+// zfs.ErrDatasetNotFound; the other bases are returned with it.
+func replicationBases(ctx context.Context, r *zfs.Runner, dataset string, pts []zfs.Point) ([]replicationBase, error) {
+	txg := map[uint64]uint64{}
+	for _, p := range pts {
+		txg[p.GUID] = p.CreateTXG
+	}
+	var out []replicationBase
+	last := zfs.BookmarkFullName(dataset, zfs.LastSentBookmark)
+	for _, p := range pts {
+		if p.Name == last {
+			out = append(out, replicationBase{GUID: p.GUID, CreateTXG: p.CreateTXG, Source: "#" + zfs.LastSentBookmark})
+		}
+	}
+	props, err := r.UserProperties(ctx, dataset, sentPropPrefix)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, k := range slices.Sorted(maps.Keys(props)) {
+		rec, err := parseSentRecord(k, props[k])
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w; remove it with: zfs inherit %s %s: %w", dataset, err, k, dataset, zfs.ErrDatasetNotFound))
+			continue
+		}
+		t, ok := txg[rec.GUID]
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s: the replication base of %s (guid %d, property %s) is neither a snapshot nor a bookmark of %s any more: "+
+				"that target's incremental chain is broken (its next replicate needs --allow-full --force-rollback); "+
+				"to stop protecting it: zfs inherit %s %s: %w",
+				dataset, rec.Target, rec.GUID, k, dataset, k, dataset, zfs.ErrDatasetNotFound))
+			continue
+		}
+		out = append(out, replicationBase{GUID: rec.GUID, CreateTXG: t, Source: fmt.Sprintf("sent to %s (%s)", rec.Target, k)})
+	}
+	slices.SortStableFunc(out, func(a, b replicationBase) int { return cmp.Compare(a.CreateTXG, b.CreateTXG) })
+	return out, errors.Join(errs...)
+}
+
+// jsonZFSPoint is one snapshot or bookmark in `zfs ls --json` and `zfs
+// prune --json`. GUIDs are strings: they use all 64 bits, more than a
+// JSON number keeps in most parsers.
+type jsonZFSPoint struct {
+	Type      string `json:"type"` // snapshot, bookmark
+	Name      string `json:"name"`
+	GUID      uint64 `json:"guid,string"`
+	CreateTXG uint64 `json:"createtxg"`
+	// Creation is for people only (one-second resolution); order by
+	// createtxg.
+	Creation string `json:"creation"`
+	Dmsnap   bool   `json:"dmsnap"`    // named by dmsnap (zfs.IsOurs)
+	LastSent bool   `json:"last_sent"` // the #dmsnap-last-sent bookmark
+	Base     bool   `json:"replication_base"`
+}
+
+func pointJSON(p zfs.Point, bases map[uint64]bool) jsonZFSPoint {
+	return jsonZFSPoint{
+		Type: p.Kind.String(), Name: p.Name, GUID: p.GUID, CreateTXG: p.CreateTXG,
+		Creation: p.Creation.UTC().Format(time.RFC3339), Dmsnap: zfs.IsOurs(p),
+		LastSent: p.Kind == zfs.Bookmark && p.Short() == zfs.LastSentBookmark, Base: bases[p.GUID],
+	}
+}
+
+func (j jsonZFSPoint) flags() string {
+	var f []string
+	if j.Dmsnap {
+		f = append(f, "dmsnap")
+	}
+	if j.LastSent {
+		f = append(f, "last-sent")
+	}
+	if j.Base {
+		f = append(f, "base")
+	}
+	if len(f) == 0 {
+		return "-"
+	}
+	return strings.Join(f, ",")
+}
+
+const zfsDescription = `Snapshots and bookmarks of a ZFS dataset, and their retention. Points are ordered by
+createtxg and identified by guid, never by name or creation time (docs/zfs.md).`
+
+func newZFSCommand(gopts *globalOptions) *cli.Command {
+	return newZFSCommandWith(gopts, func() zfsEnv { return defaultZFSEnv(gopts) })
+}
+
+func newZFSCommandWith(gopts *globalOptions, env func() zfsEnv) *cli.Command {
+	return &cli.Command{
+		Name:        "zfs",
+		Usage:       "list and prune the snapshots and bookmarks of a ZFS dataset",
+		Description: zfsDescription,
+		Subcommands: []*cli.Command{
+			{
+				Name:      "ls",
+				Usage:     "snapshots and bookmarks in createtxg order, with guids",
+				ArgsUsage: "DATASET",
+				Description: "Columns: TYPE, NAME, GUID, CREATETXG, CREATION (for people: one-second resolution) and\n" +
+					"FLAGS: dmsnap (a name dmsnap makes), last-sent (the #dmsnap-last-sent bookmark), base (a\n" +
+					"replication base: the last-sent guid or one recorded for a target; zfs prune keeps it and\n" +
+					"everything newer). Sorted by createtxg; a snapshot comes before its bookmarks. Read-only.\n\n" +
+					exitStatusHelp,
+				Action: withArgs(func(c *cli.Context, args []string) error {
+					if len(args) != 1 {
+						return usageErrorf("zfs ls needs one DATASET, got %d arguments", len(args))
+					}
+					return runZFSList(c.Context, gopts, env(), args[0])
+				}),
+			},
+			{
+				Name:      "prune",
+				Usage:     "destroy old dmsnap snapshots and bookmarks, never a replication base or anything newer",
+				ArgsUsage: "DATASET --keep N [--keep-bookmarks M] [--dry-run]",
+				Description: "Keeps the newest N dmsnap snapshots (N >= 1: the newest one is ingest's rollback point)\n" +
+					"and, with --keep-bookmarks, the newest M dmsnap bookmarks (without it no bookmark is\n" +
+					"pruned). Never destroys: a replication base (the guid of #dmsnap-last-sent and every guid\n" +
+					"replicate recorded for a target in a dmsnap:sent-* property), anything newer than the\n" +
+					"oldest base, #dmsnap-last-sent itself, or a point whose name dmsnap did not make.\n" +
+					"--dry-run prints what would go and changes nothing.\n\n" + exitStatusHelp,
+				Flags: []cli.Flag{
+					&cli.IntFlag{Name: "keep", Usage: "newest dmsnap snapshots to keep, at least 1", DefaultText: "required"},
+					&cli.IntFlag{Name: "keep-bookmarks", Usage: "newest dmsnap bookmarks to keep", DefaultText: "all"},
+					&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "print what would be destroyed"},
+				},
+				Action: withArgs(func(c *cli.Context, args []string) error {
+					if len(args) != 1 {
+						return usageErrorf("zfs prune needs one DATASET, got %d arguments", len(args))
+					}
+					if !c.IsSet("keep") {
+						return usageErrorf("zfs prune: --keep N is required (N >= 1)")
+					}
+					opts := zfsPruneOptions{Dataset: args[0], Keep: c.Int("keep"), KeepBookmarks: -1, DryRun: c.Bool("dry-run")}
+					if c.IsSet("keep-bookmarks") {
+						opts.KeepBookmarks = c.Int("keep-bookmarks")
+						if opts.KeepBookmarks < 0 {
+							return usageErrorf("--keep-bookmarks %d: must be 0 or more", opts.KeepBookmarks)
+						}
+					}
+					return runZFSPrune(c.Context, gopts, env(), opts)
+				}),
+			},
+		},
+	}
+}
+
+// jsonZFSList is the result of `zfs ls --json`.
+type jsonZFSList struct {
+	Dataset string            `json:"dataset"`
+	Points  []jsonZFSPoint    `json:"points"`
+	Bases   []replicationBase `json:"replication_bases"`
+}
+
+func runZFSList(ctx context.Context, gopts *globalOptions, env zfsEnv, dataset string) error {
+	if err := checkDatasetArg("zfs ls", dataset); err != nil {
+		return err
+	}
+	r := env.local
+	pts, err := r.Points(ctx, dataset)
+	if err != nil {
+		return explainZFS("", err)
+	}
+	bases, err := replicationBases(ctx, r, dataset, pts)
+	if err != nil && !errors.Is(err, zfs.ErrDatasetNotFound) {
+		return explainZFS("", err)
+	}
+	if err != nil {
+		gopts.warn(err.Error())
+	}
+	isBase := map[uint64]bool{}
+	for _, b := range bases {
+		isBase[b.GUID] = true
+	}
+	res := jsonZFSList{Dataset: dataset, Points: []jsonZFSPoint{}, Bases: bases}
+	if res.Bases == nil {
+		res.Bases = []replicationBase{}
+	}
+	for _, p := range pts {
+		res.Points = append(res.Points, pointJSON(p, isBase))
+	}
+	if gopts.JSON {
+		return writeJSON(gopts.stdout, res)
+	}
+	tw := tabwriter.NewWriter(gopts.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TYPE\tNAME\tGUID\tCREATETXG\tCREATION\tFLAGS")
+	for _, j := range res.Points {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", j.Type, j.Name, j.GUID, j.CreateTXG, j.Creation, j.flags())
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, b := range bases {
+		fmt.Fprintf(gopts.stdout, "replication base: guid %d (createtxg %d), %s\n", b.GUID, b.CreateTXG, b.Source)
+	}
+	return nil
+}
+
+// zfsPruneOptions are the arguments of `dmsnap zfs prune`.
+type zfsPruneOptions struct {
+	Dataset       string
+	Keep          int
+	KeepBookmarks int // -1: prune no bookmark
+	DryRun        bool
+}
+
+// jsonZFSPrune is the result of `zfs prune --json`.
+type jsonZFSPrune struct {
+	Dataset       string            `json:"dataset"`
+	DryRun        bool              `json:"dry_run"`
+	Keep          int               `json:"keep"`
+	KeepBookmarks *int              `json:"keep_bookmarks"` // null: bookmarks not pruned
+	Protected     []replicationBase `json:"protected"`
+	Destroy       []jsonZFSPoint    `json:"destroy"` // destroyed, or would be with dry_run
+	Failed        []jsonPruneFail   `json:"failed"`
+}
+
+type jsonPruneFail struct {
+	Name  string `json:"name"`
+	Error string `json:"error"`
+}
+
+func runZFSPrune(ctx context.Context, gopts *globalOptions, env zfsEnv, opts zfsPruneOptions) error {
+	if err := checkDatasetArg("zfs prune", opts.Dataset); err != nil {
+		return err
+	}
+	if opts.Keep < 1 {
+		return usageErrorf("--keep %d: must be at least 1 (the newest dmsnap snapshot is ingest's rollback point and the next replication's base)", opts.Keep)
+	}
+	r := env.local
+	if !opts.DryRun {
+		l, err := lockDataset(gopts, opts.Dataset, lock.Exclusive)
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+	}
+	pts, err := r.Points(ctx, opts.Dataset)
+	if err != nil {
+		return explainZFS("", err)
+	}
+	bases, err := replicationBases(ctx, r, opts.Dataset, pts)
+	if err != nil {
+		return explainZFS("", err)
+	}
+	policy := zfs.Retention{KeepSnapshots: opts.Keep, KeepBookmarks: opts.KeepBookmarks}
+	if opts.KeepBookmarks < 0 {
+		policy.KeepBookmarks = len(pts) // every bookmark
+	}
+	isBase := map[uint64]bool{}
+	for _, b := range bases {
+		policy.Protect = append(policy.Protect, b.GUID)
+		isBase[b.GUID] = true
+	}
+	doomed, err := zfs.Prune(pts, policy)
+	if err != nil {
+		return err
+	}
+	res := jsonZFSPrune{Dataset: opts.Dataset, DryRun: opts.DryRun, Keep: opts.Keep, Protected: bases,
+		Destroy: []jsonZFSPoint{}, Failed: []jsonPruneFail{}}
+	if res.Protected == nil {
+		res.Protected = []replicationBase{}
+	}
+	if opts.KeepBookmarks >= 0 {
+		res.KeepBookmarks = &opts.KeepBookmarks
+	}
+	out := gopts.stdout
+	if !gopts.JSON {
+		for _, b := range bases {
+			fmt.Fprintf(out, "keeping replication base guid %d (createtxg %d, %s) and everything newer\n", b.GUID, b.CreateTXG, b.Source)
+		}
+	}
+	var errs []error
+	for _, p := range doomed {
+		if !opts.DryRun {
+			if err := r.Destroy(ctx, p.Name); err != nil {
+				res.Failed = append(res.Failed, jsonPruneFail{Name: p.Name, Error: err.Error()})
+				errs = append(errs, err)
+				if !gopts.JSON {
+					fmt.Fprintf(out, "failed to destroy %s: %v\n", p.Name, err)
+				}
+				continue
+			}
+		}
+		res.Destroy = append(res.Destroy, pointJSON(p, isBase))
+		if !gopts.JSON {
+			verb := "destroyed"
+			if opts.DryRun {
+				verb = "would destroy"
+			}
+			fmt.Fprintf(out, "%s %s %s (guid %d, createtxg %d)\n", verb, p.Kind, p.Name, p.GUID, p.CreateTXG)
+		}
+	}
+	if !gopts.JSON && len(doomed) == 0 {
+		fmt.Fprintf(out, "nothing to prune in %s\n", opts.Dataset)
+	}
+	if gopts.JSON {
+		if err := writeJSON(out, res); err != nil {
+			return err
+		}
+	}
+	switch {
+	case len(errs) == 0:
+		return nil
+	case len(res.Destroy) > 0:
+		return partialError{fmt.Errorf("prune %s: destroyed %d, %d failed: %w", opts.Dataset, len(res.Destroy), len(errs), errors.Join(errs...))}
+	default:
+		return fmt.Errorf("prune %s: %w", opts.Dataset, errors.Join(errs...))
+	}
+}
