@@ -148,6 +148,13 @@ func runIngest(ctx context.Context, gopts *globalOptions, opts ingestOptions) er
 	if err != nil {
 		return err
 	}
+	// The dataset's lock keeps replicate and zfs prune off the zvol while
+	// it is rolled back, written and snapshotted.
+	dl, err := lockDataset(gopts, opts.Dataset, lock.Exclusive)
+	if err != nil {
+		return err
+	}
+	defer dl.Close()
 	r := &zfs.Runner{}
 	vs, err := r.Version(ctx)
 	if err != nil {
@@ -501,7 +508,8 @@ func ingestCopy(ctx context.Context, gopts *globalOptions, s *snapSession, out *
 	}
 
 	out.Phases.Plan = since(mark)
-	bp := newByteProgress(gopts, "ingest", a.dataset, plan.Bytes())
+	bp := newTransferProgress(gopts, isTerminal(gopts.stderr), a.dataset,
+		jsonTransferProgress{MessageType: "ingest_progress", Dataset: a.dataset, EstimatedBytes: uint64(plan.Bytes())})
 	stats, err := copyIntoZvol(ctx, a.pool, a.next, a.dataset, plan, ingest.CopyOptions{
 		BlockBytes: a.blockBytes, KnownZero: a.knownZero && out.Full,
 		Progress: func(done, total int64) {
@@ -510,7 +518,7 @@ func ingestCopy(ctx context.Context, gopts *globalOptions, s *snapSession, out *
 				ingestFailpoint(fpIngestMidCopy)
 			}
 		}})
-	bp.Finish(err == nil)
+	bp.finish(err == nil)
 	if err != nil {
 		return plan, stats, fmt.Errorf("ingest %s/%s into %s: %w", a.pool, a.next, a.dataset, err)
 	}

@@ -113,7 +113,7 @@ func (f *ingestFixture) ingest(seq int, extra ...string) jsonIngest {
 	}
 	t.Logf("ingest %d: full=%v %q changed=%d plan=%d written=%d zeroed=%d skipped=%d %.2fs %s",
 		seq, j.Full, j.FullReason, j.ChangedChunks, j.PlanBytes, j.BytesWritten, j.BytesZeroed, j.BytesSkipped, j.Seconds, j.Recovered)
-	if strings.Contains(errs, `"message_type":"progress"`) == false {
+	if !strings.Contains(errs, `"message_type":"ingest_progress"`) {
 		t.Errorf("ingest %d: no JSON progress on a non-terminal stderr: %q", seq, errs)
 	}
 	cur := ingest.CursorName("base", uint64(seq))

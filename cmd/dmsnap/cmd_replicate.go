@@ -5,21 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"path"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/dmsnap/dmsnap/internal/lock"
 	"github.com/dmsnap/dmsnap/zfs"
 	"github.com/urfave/cli/v2"
-	"github.com/vbauerster/mpb/v8"
-	"github.com/vbauerster/mpb/v8/decor"
 )
 
 // replicateOptions are the arguments of `dmsnap replicate`.
@@ -532,9 +528,10 @@ func (rp *replication) step(ctx context.Context, s zfs.Send, force bool, est uin
 		return nil
 	}
 	start := time.Now()
-	prog := newReplicateProgress(rp.gopts, rp.env.isTTY, i, n, s, est)
+	prog := newTransferProgress(rp.gopts, rp.env.isTTY, fmt.Sprintf("%d/%d %s", i, n, pointShort(s.To)),
+		jsonTransferProgress{MessageType: "replicate_progress", Step: i, Steps: n, Send: stepLabel(s), EstimatedBytes: est})
 	bytes, err := rp.transfer(ctx, s, force, prog)
-	prog.finish(bytes, err == nil)
+	prog.finish(err == nil)
 	js.Bytes, js.Seconds = uint64(bytes), round3(time.Since(start).Seconds())
 	rp.res.Bytes += js.Bytes
 	if err != nil {
@@ -564,7 +561,7 @@ func pointShort(full string) string {
 // transfer pipes `zfs send` into `zfs receive` through an io.Pipe between
 // two Runner.Run calls (no shell), counting the stream's bytes. The
 // first side to fail is the error; the other side is stopped.
-func (rp *replication) transfer(ctx context.Context, s zfs.Send, force bool, prog *replicateProgress) (int64, error) {
+func (rp *replication) transfer(ctx context.Context, s zfs.Send, force bool, prog *transferProgress) (int64, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	pr, pw := io.Pipe()
@@ -683,131 +680,4 @@ func (c *replicateCounter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n.Add(int64(n))
 	return n, err
-}
-
-// jsonReplicateProgress is one progress line on stderr (stable schema).
-type jsonReplicateProgress struct {
-	MessageType    string  `json:"message_type"` // "replicate_progress"
-	Step           int     `json:"step"`
-	Steps          int     `json:"steps"`
-	Send           string  `json:"send"`
-	Bytes          int64   `json:"bytes"`
-	EstimatedBytes uint64  `json:"estimated_bytes"`
-	Percent        float64 `json:"percent"`
-	Rate           float64 `json:"rate_bytes_per_second"`
-	ETASeconds     float64 `json:"eta_seconds"` // -1 while unknown
-	Done           bool    `json:"done"`
-}
-
-// replicateProgress shows one step's bytes against the -nvP estimate: an
-// mpb bar on a terminal, a JSON line a second otherwise, nothing with
-// --quiet.
-type replicateProgress struct {
-	bytes atomic.Int64
-	w     io.Writer
-	line  jsonReplicateProgress
-	shown bool // not --quiet
-	start time.Time
-	p     *mpb.Progress
-	bar   *mpb.Bar
-	stop  chan struct{}
-	wg    sync.WaitGroup
-}
-
-func newReplicateProgress(gopts *globalOptions, isTTY bool, i, n int, s zfs.Send, est uint64) *replicateProgress {
-	p := &replicateProgress{w: gopts.stderr, start: time.Now(), stop: make(chan struct{}),
-		line: jsonReplicateProgress{MessageType: "replicate_progress", Step: i, Steps: n, Send: stepLabel(s), EstimatedBytes: est}}
-	if gopts.Quiet {
-		return p
-	}
-	p.shown = true
-	every := time.Second
-	if isTTY {
-		every = 150 * time.Millisecond
-		label := fmt.Sprintf("%d/%d %s", i, n, pointShort(s.To))
-		p.p = mpb.New(mpb.WithOutput(gopts.stderr), mpb.WithWidth(barWidth+60), mpb.WithRefreshRate(every), mpb.WithAutoRefresh())
-		// Total 0 at first: mpb lets SetTotal change (and complete) only
-		// such a bar, and the estimate may be low.
-		p.bar = p.p.New(0, mpb.BarStyle().Lbound("[").Filler("=").Tip(">").Padding(" ").Rbound("]"),
-			mpb.PrependDecorators(decor.Name(label, decor.WCSyncSpaceR)),
-			mpb.AppendDecorators(decor.Any(func(decor.Statistics) string { return p.tail() })),
-			mpb.BarWidth(barWidth))
-		p.bar.SetTotal(int64(est), false)
-	}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-p.stop:
-				return
-			case <-t.C:
-				p.update(false)
-			}
-		}
-	}()
-	return p
-}
-
-// report fills the line from the byte count.
-func (p *replicateProgress) report(done bool) jsonReplicateProgress {
-	l := p.line
-	l.Bytes, l.Done = p.bytes.Load(), done
-	el := time.Since(p.start).Seconds()
-	l.ETASeconds = -1
-	if el > 0 {
-		l.Rate = math.Round(float64(l.Bytes) / el)
-	}
-	if l.EstimatedBytes > 0 {
-		l.Percent = round3(math.Min(100, 100*float64(l.Bytes)/float64(l.EstimatedBytes)))
-	}
-	switch {
-	case done:
-		l.Percent, l.ETASeconds = 100, 0
-	case l.Rate > 0 && l.EstimatedBytes > 0:
-		l.ETASeconds = round3(math.Max(0, float64(int64(l.EstimatedBytes)-l.Bytes)/l.Rate))
-	}
-	return l
-}
-
-func (p *replicateProgress) tail() string {
-	l := p.report(false)
-	eta := "ETA ?"
-	if l.ETASeconds >= 0 {
-		eta = "ETA " + (time.Duration(l.ETASeconds) * time.Second).String()
-	}
-	return fmt.Sprintf("%s / ~%s  %s/s  %s", humanBytes(uint64(l.Bytes)), humanBytes(l.EstimatedBytes), humanBytes(uint64(l.Rate)), eta)
-}
-
-func (p *replicateProgress) update(done bool) {
-	if p.bar != nil {
-		n := p.bytes.Load()
-		p.bar.SetTotal(max(int64(p.line.EstimatedBytes), n+1), false) // n+1: the estimate was low
-		p.bar.SetCurrent(n)
-		return
-	}
-	_ = writeJSONLine(p.w, p.report(done))
-}
-
-// finish ends the display: the bar completes (or aborts), the last JSON
-// line says done.
-func (p *replicateProgress) finish(n int64, ok bool) {
-	if !p.shown {
-		return
-	}
-	p.shown = false
-	close(p.stop)
-	p.wg.Wait()
-	switch {
-	case p.bar != nil && ok:
-		p.bar.SetTotal(n, true)
-		p.p.Wait()
-	case p.bar != nil:
-		p.bar.Abort(false)
-		p.p.Wait()
-	default:
-		_ = writeJSONLine(p.w, p.report(ok))
-	}
 }

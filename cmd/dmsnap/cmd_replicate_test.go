@@ -167,7 +167,7 @@ func TestReplicateBookmarksAfterSend(t *testing.T) {
 	}
 	// Progress went to stderr as JSON lines (not a terminal), ending done.
 	lines := strings.Split(strings.TrimSpace(errs), "\n")
-	var last jsonReplicateProgress
+	var last jsonTransferProgress
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil || !last.Done || last.Bytes != int64(len(stream)) ||
 		last.EstimatedBytes != 90000 || last.MessageType != "replicate_progress" {
 		t.Errorf("progress %q: %v", errs, err)

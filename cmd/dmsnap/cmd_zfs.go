@@ -73,7 +73,7 @@ func checkDatasetArg(what, ds string) error {
 func lockDataset(g *globalOptions, dataset string, mode lock.Mode) (*lock.Lock, error) {
 	l, err := lock.TryAcquire(lock.Path(g.lockDir(), "zfs%"+strings.ReplaceAll(dataset, "/", "%")), mode)
 	if errors.Is(err, lock.ErrLocked) {
-		return nil, fmt.Errorf("dataset %s is in use by another dmsnap process (replicate or zfs prune): %w", dataset, err)
+		return nil, fmt.Errorf("dataset %s is in use by another dmsnap process (ingest, replicate or zfs prune): %w", dataset, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("lock dataset %s: %w", dataset, err)
