@@ -77,13 +77,19 @@ echo "the origin is back at the snapshot's content; the snapshot and its COW are
 run dm status demo-base
 run pool show demo
 
+# loop_zpool NAME: a zpool on a loop device over a 1 GiB sparse file (the
+# VM's root is read-only and file vdevs do not work there).
+loop_zpool() {
+	local img=$DEMO/$1.img dev
+	truncate -s 1G "$img"
+	dev=$(losetup -f --show "$img")
+	ZDEVS+=("$dev")
+	zpool create -f -o cachefile=none -m none "$1" "$dev"
+}
+
 zfs_part() {
 	step "11. ZFS: a zpool on a loop device, then ingest the volume into a zvol (full, then changed chunks only)"
-	local zimg=$DEMO/zpool.img zdev
-	truncate -s 1G "$zimg"
-	zdev=$(losetup -f --show "$zimg")
-	ZDEVS+=("$zdev")
-	zpool create -f -o cachefile=none -m none demozp "$zdev"
+	loop_zpool demozp
 	run ingest base demozp/base --cow 64M
 	dd if=/dev/urandom of=/dev/mapper/demo-base bs=4k count=64 seek=1000 conv=fsync status=none
 	echo "(64 blocks of 4 KiB rewritten in the origin)"
@@ -101,11 +107,7 @@ zfs_part() {
 	run ls
 
 	step "12. ZFS: replicate the zvol's history to a second zpool (full, then incremental from the common GUID)"
-	local bimg=$DEMO/backup.img bdev
-	truncate -s 1G "$bimg"
-	bdev=$(losetup -f --show "$bimg")
-	ZDEVS+=("$bdev")
-	zpool create -f -o cachefile=none -m none demobk "$bdev"
+	loop_zpool demobk
 	run replicate demozp/base demobk/base --dry-run
 	run replicate demozp/base demobk/base
 	dd if=/dev/urandom of=/dev/mapper/demo-base bs=4k count=64 seek=5000 conv=fsync status=none

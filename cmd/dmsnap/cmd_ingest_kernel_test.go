@@ -3,10 +3,8 @@
 package main
 
 import (
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	"io"
 	mrand "math/rand/v2"
 	"os"
 	"os/exec"
@@ -19,23 +17,6 @@ import (
 	"github.com/dmsnap/dmsnap/internal/testutil"
 	"github.com/dmsnap/dmsnap/lvm"
 )
-
-// ingestDigest returns the sha256 of the first n bytes of path.
-func ingestDigest(t testing.TB, path string, n int64) [32]byte {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.CopyN(h, f, n); err != nil {
-		t.Fatalf("read %s: %v", path, err)
-	}
-	var d [32]byte
-	copy(d[:], h.Sum(nil))
-	return d
-}
 
 // cowCount returns the number of exceptions of the snapshot's COW.
 func cowCount(t testing.TB, pool, snap string) int {
@@ -124,7 +105,7 @@ func (f *ingestFixture) ingest(seq int, extra ...string) jsonIngest {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ingestDigest(t, zv, f.size) != ingestDigest(t, f.snapDev(cur), f.size) {
+	if digest(t, zv, f.size) != digest(t, f.snapDev(cur), f.size) {
 		t.Fatalf("ingest %d: zvol %s differs from the frozen snapshot %s", seq, zv, cur)
 	}
 	if seq > 1 {
@@ -259,7 +240,7 @@ func TestIngestZFSInvalidatedDuringCopy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := ingestDigest(t, zv, ingestOriginBytes)
+	want := digest(t, zv, ingestOriginBytes)
 
 	stop := make(chan struct{})
 	done := make(chan int)
@@ -303,7 +284,7 @@ func TestIngestZFSInvalidatedDuringCopy(t *testing.T) {
 	if got := f.points(); strings.Join(got, " ") != strings.Join(before, " ") {
 		t.Errorf("ZFS points changed: %v, were %v", got, before)
 	}
-	if ingestDigest(t, zv, ingestOriginBytes) != want {
+	if digest(t, zv, ingestOriginBytes) != want {
 		t.Error("the zvol was not rolled back to the last ingest")
 	}
 	if _, err := os.Stat(f.snapDev(ingest.CursorName("base", 2))); err == nil {

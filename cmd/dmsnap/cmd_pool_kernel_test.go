@@ -59,19 +59,21 @@ func fill(t *testing.T, dev string, n int) [32]byte {
 	return sha256.Sum256(buf)
 }
 
-// digest reads n bytes of the device.
-func digest(t *testing.T, dev string, n int) [32]byte {
+// digest returns the sha256 of the first n bytes of the device.
+func digest[N int | int64](t testing.TB, dev string, n N) [32]byte {
 	t.Helper()
 	f, err := os.Open(dev)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	buf := make([]byte, n)
-	if _, err := io.ReadFull(f, buf); err != nil {
-		t.Fatal(err)
+	h := sha256.New()
+	if _, err := io.CopyN(h, f, int64(n)); err != nil {
+		t.Fatalf("read %s: %v", dev, err)
 	}
-	return sha256.Sum256(buf)
+	var d [32]byte
+	copy(d[:], h.Sum(nil))
+	return d
 }
 
 func devSize(t *testing.T, dev string) int64 {

@@ -5,7 +5,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"io"
@@ -64,23 +63,7 @@ func replSnapshot(t *testing.T, ds, dev string, seq uint64, off int64, n int, si
 	}
 	name := zfs.SnapshotFullName(ds, zfs.SnapshotName(time.Now(), seq))
 	replZFS(t, "snapshot", name)
-	return name, replDigest(t, dev, size)
-}
-
-func replDigest(t *testing.T, dev string, n int64) [32]byte {
-	t.Helper()
-	f, err := os.Open(dev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.CopyN(h, f, n); err != nil {
-		t.Fatalf("read %s: %v", dev, err)
-	}
-	var d [32]byte
-	copy(d[:], h.Sum(nil))
-	return d
+	return name, digest(t, dev, size)
 }
 
 // replicateJSON runs `dmsnap --json replicate ARGS` and decodes the result.
@@ -210,7 +193,7 @@ func TestReplicateZFSKernel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if replDigest(t, dstDev, size) != d1 {
+	if digest(t, dstDev, size) != d1 {
 		t.Error("received zvol differs from s1")
 	}
 
@@ -236,7 +219,7 @@ func TestReplicateZFSKernel(t *testing.T) {
 	// read it past the page cache of the first read.
 	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("1"), 0); err != nil {
 		t.Logf("drop_caches: %v; content of s4 not compared", err)
-	} else if replDigest(t, dstDev, size) != d4 {
+	} else if digest(t, dstDev, size) != d4 {
 		t.Error("received zvol differs from s4")
 	}
 

@@ -10,6 +10,23 @@ import (
 	"time"
 )
 
+// backingFile skips the test unless it runs as root with loop devices, and
+// returns a zeroed file of size bytes to attach.
+func backingFile(t *testing.T, size int) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	if _, err := os.Stat("/dev/loop-control"); err != nil {
+		t.Skip("no /dev/loop-control")
+	}
+	file := filepath.Join(t.TempDir(), "img")
+	if err := os.WriteFile(file, make([]byte, size), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
 // TestAttach needs root and a kernel with loop devices; it runs on the host
 // when possible (the host kernel has loop but not device-mapper).
 //
@@ -18,16 +35,7 @@ import (
 //   - the device shows up in Find and in sysfs with the expected flags
 //   - Close detaches; a second Close is a no-op
 func TestAttach(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
-	if _, err := os.Stat("/dev/loop-control"); err != nil {
-		t.Skip("no /dev/loop-control")
-	}
-	file := filepath.Join(t.TempDir(), "img")
-	if err := os.WriteFile(file, make([]byte, 1<<20), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	file := backingFile(t, 1<<20)
 	d, err := Attach(file, Options{AutoClear: true})
 	if err != nil {
 		t.Fatal(err)
@@ -82,16 +90,7 @@ func TestAttach(t *testing.T) {
 }
 
 func TestAttachReadOnly(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
-	if _, err := os.Stat("/dev/loop-control"); err != nil {
-		t.Skip("no /dev/loop-control")
-	}
-	file := filepath.Join(t.TempDir(), "img")
-	if err := os.WriteFile(file, make([]byte, 64<<10), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	file := backingFile(t, 64<<10)
 	d, err := Attach(file, Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
@@ -116,16 +115,7 @@ func TestAttachReadOnly(t *testing.T) {
 // its other holders (here a plain open standing in for a dm table) until
 // the hold is closed; Hold refuses a device bound to another file.
 func TestHold(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
-	if _, err := os.Stat("/dev/loop-control"); err != nil {
-		t.Skip("no /dev/loop-control")
-	}
-	file := filepath.Join(t.TempDir(), "img")
-	if err := os.WriteFile(file, make([]byte, 1<<20), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	file := backingFile(t, 1<<20)
 	d, err := Attach(file, Options{AutoClear: true})
 	if err != nil {
 		t.Fatal(err)
