@@ -15,6 +15,7 @@ import (
 	"github.com/dmsnap/dmsnap/internal/lock"
 	"github.com/dmsnap/dmsnap/internal/sys"
 	"github.com/dmsnap/dmsnap/lvm"
+	"github.com/dmsnap/dmsnap/metrics"
 	"github.com/dmsnap/dmsnap/zfs"
 	"github.com/urfave/cli/v2"
 )
@@ -341,6 +342,7 @@ func runIngest(ctx context.Context, gopts *globalOptions, opts ingestOptions) er
 		return err
 	}
 	retireCursor(ctx, gopts, s, pool, old, lin.Cursor)
+	recordTransfer(ctx, gopts, stateTransfer{Op: metrics.Ingest, Pool: pool, Origin: base, At: time.Now().UTC(), Bytes: uint64(plan.Bytes())})
 
 	out.Snapshot, out.GUID, out.CreateTXG, out.Cursor = lin.Snapshot, lin.GUID, lin.CreateTXG, pool+"/"+lin.Cursor
 	out.ChangedChunks, out.ChunkBytes, out.PlanBytes = plan.ChangedChunks, plan.ChunkBytes, plan.Bytes()

@@ -1,10 +1,15 @@
 package main
 
 import (
+	"io"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/dmsnap/dmsnap/ingest"
+	"github.com/dmsnap/dmsnap/metrics"
 )
 
 // TestIngestUsage: malformed arguments are usage errors (exit 2) found
@@ -48,5 +53,38 @@ func TestIngestWithoutZFS(t *testing.T) {
 	code, _, errs = e.run("ingest", "p/base", "tank/vol")
 	if code != 1 || !strings.Contains(errs, "zfs not installed") {
 		t.Errorf("without zfs in PATH: exit %d, %q; want exit 1 saying zfs not installed", code, errs)
+	}
+}
+
+// TestRecordTransfer: the last transfer per op and origin is kept in the
+// state file; a replication of an ingested dataset is named by its
+// origin, any other by the dataset.
+func TestRecordTransfer(t *testing.T) {
+	e := newCLIEnv(t)
+	gopts := &globalOptions{ConfigDir: e.path("cfg"), stderr: io.Discard}
+	ctx := t.Context()
+	at := time.Date(2026, 11, 23, 1, 0, 0, 0, time.UTC)
+	recordTransfer(ctx, gopts, stateTransfer{Op: metrics.Ingest, Pool: "p", Origin: "base", At: at, Bytes: 10})
+	recordTransfer(ctx, gopts, stateTransfer{Op: metrics.Ingest, Pool: "p", Origin: "base", At: at.Add(time.Hour), Bytes: 20})
+	if err := saveLineage(ctx, gopts, ingest.Lineage{Dataset: "tank/base", Pool: "p", Origin: "base"}); err != nil {
+		t.Fatal(err)
+	}
+	recordTransfer(ctx, gopts, replicationTransfer(gopts, "tank/base", 30))
+	recordTransfer(ctx, gopts, replicationTransfer(gopts, "tank/other", 40))
+	st, err := loadState(gopts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]uint64{"ingest p/base": 20, "replication p/base": 30, "replication /tank/other": 40}
+	if len(st.Transfers) != len(want) {
+		t.Fatalf("transfers %+v, want keys %v", st.Transfers, want)
+	}
+	for k, b := range want {
+		if got := st.Transfers[k]; got.Bytes != b {
+			t.Errorf("%s: %+v, want %d bytes", k, got, b)
+		}
+	}
+	if got := st.Transfers["ingest p/base"].At; !got.Equal(at.Add(time.Hour)) {
+		t.Errorf("ingest at %v, want the later one", got)
 	}
 }

@@ -154,8 +154,21 @@ func runMonitor(ctx context.Context, gopts *globalOptions, opts monitorOptions) 
 		Kernel: k, Events: events, Actions: mon, Policy: policy, RemoveInvalid: opts.RemoveInvalid,
 		Interval: opts.Interval, Metrics: m, Logf: logger.Printf,
 	}
-	if opts.Textfile != "" {
-		cfg.AfterPoll = func(error) {
+	// Ingest and replicate note their last success in the state file.
+	transfers := func() {
+		st, err := loadState(gopts)
+		if err != nil {
+			m.Error("state")
+			logger.Printf("transfers: %v", err)
+			return
+		}
+		for _, t := range st.Transfers {
+			m.RecordTransfer(t.Op, t.Pool, t.Origin, t.At, t.Bytes)
+		}
+	}
+	cfg.AfterPoll = func(error) {
+		transfers()
+		if opts.Textfile != "" {
 			if err := metrics.WriteTextfile(opts.Textfile, reg); err != nil {
 				m.Error("textfile")
 				logger.Printf("%v", err)
@@ -171,6 +184,7 @@ func runMonitor(ctx context.Context, gopts *globalOptions, opts monitorOptions) 
 		if err := mn.Poll(ctx); err != nil {
 			return err
 		}
+		transfers()
 		if opts.Textfile != "" {
 			return metrics.WriteTextfile(opts.Textfile, reg)
 		}

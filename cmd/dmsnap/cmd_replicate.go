@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dmsnap/dmsnap/internal/lock"
+	"github.com/dmsnap/dmsnap/metrics"
 	"github.com/dmsnap/dmsnap/zfs"
 	"github.com/urfave/cli/v2"
 )
@@ -202,6 +203,18 @@ func (rp *replication) warn(msg string) {
 	rp.gopts.warn(msg)
 }
 
+// replicationTransfer names a replication of dataset for the monitor:
+// by the origin that dmsnap ingest fills it from, else by the dataset.
+func replicationTransfer(gopts *globalOptions, dataset string, bytes uint64) stateTransfer {
+	t := stateTransfer{Op: metrics.Replication, Origin: dataset, At: time.Now().UTC(), Bytes: bytes}
+	if st, err := loadState(gopts); err == nil {
+		if l, ok := st.Ingest[dataset]; ok {
+			t.Pool, t.Origin = l.Pool, l.Origin
+		}
+	}
+	return t
+}
+
 func runReplicate(ctx context.Context, opts replicateOptions, gopts *globalOptions, env zfsEnv) error {
 	if err := opts.check(); err != nil {
 		return err
@@ -228,6 +241,9 @@ func runReplicate(ctx context.Context, opts replicateOptions, gopts *globalOptio
 	rp.res.Seconds = round3(time.Since(start).Seconds())
 	if err != nil {
 		return err
+	}
+	if !opts.DryRun && !rp.res.UpToDate {
+		recordTransfer(ctx, gopts, replicationTransfer(gopts, opts.Dataset, rp.res.Bytes))
 	}
 	if gopts.JSON {
 		return writeJSON(gopts.stdout, rp.res)

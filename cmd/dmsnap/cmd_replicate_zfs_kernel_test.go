@@ -205,6 +205,12 @@ func TestReplicateZFSKernel(t *testing.T) {
 		t.Fatalf("incremental: %+v", res.Steps)
 	}
 	replSameGUIDs(t, dst, s1, s2, s3)
+	// The monitor exports the last replication (a dataset no ingest
+	// fills is named by itself).
+	mfs := parseExposition(t, []byte(e.mustRun("monitor", "--once")))
+	if got, ok := metricValue(mfs, "dmsnap_last_transfer_bytes", map[string]string{"op": "replication", "origin": src}); !ok || got != float64(res.Bytes) {
+		t.Errorf("dmsnap_last_transfer_bytes for the replication: %v (found %v), want %d", got, ok, res.Bytes)
+	}
 
 	// The base snapshot pruned by hand: the next send starts at its
 	// bookmark.

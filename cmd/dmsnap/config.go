@@ -9,10 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"time"
 
 	"github.com/dmsnap/dmsnap/ingest"
 	"github.com/dmsnap/dmsnap/internal/lock"
 	"github.com/dmsnap/dmsnap/lvm"
+	"github.com/dmsnap/dmsnap/metrics"
 	"github.com/dmsnap/dmsnap/monitor"
 	"github.com/urfave/cli/v2"
 )
@@ -40,6 +42,38 @@ type state struct {
 	// optional (files without it load) and lives here, not in the pool
 	// metadata, whose strict decoder rejects unknown fields (docs/zfs.md).
 	Ingest map[string]ingest.Lineage `json:"ingest,omitempty"`
+	// Transfers are the last successful ingest and replication of each
+	// origin (key: transferKey), which `dmsnap monitor` exports.
+	Transfers map[string]stateTransfer `json:"transfers,omitempty"`
+}
+
+// stateTransfer is one successful ZFS transfer, for the monitor's
+// dmsnap_last_transfer_* metrics. Pool and Origin name the dmsnap volume
+// whose data moved; a replicated dataset that no ingest fills has Pool ""
+// and Origin the dataset.
+type stateTransfer struct {
+	Op     metrics.Transfer `json:"op"`
+	Pool   string           `json:"pool"`
+	Origin string           `json:"origin"`
+	At     time.Time        `json:"at"`
+	Bytes  uint64           `json:"bytes"`
+}
+
+func transferKey(t stateTransfer) string { return string(t.Op) + " " + t.Pool + "/" + t.Origin }
+
+// recordTransfer notes a successful transfer in the state file. Failing
+// to note it costs only a stale metric, so callers warn and go on.
+func recordTransfer(ctx context.Context, gopts *globalOptions, t stateTransfer) {
+	err := updateState(ctx, gopts, func(st *state) error {
+		if st.Transfers == nil {
+			st.Transfers = map[string]stateTransfer{}
+		}
+		st.Transfers[transferKey(t)] = t
+		return nil
+	})
+	if err != nil {
+		gopts.warn(fmt.Sprintf("the %s of %s/%s is done but not noted for dmsnap monitor: %v", t.Op, t.Pool, t.Origin, err))
+	}
 }
 
 // statePool is what the state file remembers of one pool.
