@@ -233,3 +233,143 @@ func TestIngestZFSKernel(t *testing.T) {
 		t.Errorf("dmsnap_last_transfer_bytes for the ingest: %v (found %v), want %d", got, ok, j.PlanBytes)
 	}
 }
+
+// TestIngestZFSInvalidatedDuringCopy: writes to the origin while an
+// ingest copies overflow the new frozen snapshot's COW; the ingest must
+// fail rather than commit garbage, and undo itself: the zvol back at the
+// last ingest, no new ZFS snapshot, no leftover pool snapshot.
+func TestIngestZFSInvalidatedDuringCopy(t *testing.T) {
+	f := newIngestFixture(t)
+	f.ingest(1)
+	before := f.points()
+	zv, err := ingest.ZvolDevice(t.Context(), f.ds, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := digest(t, zv, ingestOriginBytes)
+
+	stop := make(chan struct{})
+	done := make(chan int)
+	go func() { // rewrite the origin, 64 KiB at a time, until told to stop
+		w, err := os.OpenFile(f.origin, os.O_WRONLY|os.O_SYNC, 0)
+		if err != nil {
+			done <- -1
+			return
+		}
+		defer w.Close()
+		b := randBytes(64 << 10)
+		n := 0
+		for {
+			select {
+			case <-stop:
+				done <- n
+				return
+			default:
+			}
+			off := int64(n%(ingestOriginBytes/len(b))) * int64(len(b))
+			if _, err := w.WriteAt(b, off); err != nil {
+				done <- -1
+				return
+			}
+			n++
+		}
+	}()
+	code, stdout, errs := f.e.run("ingest", f.pool+"/base", f.ds, "--cow", "4M", "--full")
+	close(stop)
+	writes := <-done
+	t.Logf("ingest with %d concurrent 64K writes: exit %d: %s %s", writes, code, stdout, errs)
+	if writes < 0 {
+		t.Fatal("the concurrent writer failed")
+	}
+	if code == 0 {
+		t.Fatalf("ingest succeeded although %d×64K were written to the origin during the copy into a 4M COW", writes)
+	}
+	if !strings.Contains(errs, "during the copy") && !strings.Contains(errs, "input/output error") {
+		t.Errorf("error does not say the snapshot broke during the copy: %s", errs)
+	}
+	if got := f.points(); strings.Join(got, " ") != strings.Join(before, " ") {
+		t.Errorf("ZFS points changed: %v, were %v", got, before)
+	}
+	if digest(t, zv, ingestOriginBytes) != want {
+		t.Error("the zvol was not rolled back to the last ingest")
+	}
+	if _, err := os.Stat(f.snapDev(ingest.CursorName("base", 2))); err == nil {
+		t.Error("the failed ingest's snapshot is still active")
+	}
+	// The failed ingest was undone, so its sequence number is free again;
+	// the writes also overflowed the cursor's COW: a full copy.
+	if j := f.ingest(2); !j.Full || !strings.Contains(j.FullReason, "invalidated") {
+		t.Errorf("ingest after the failed one: full=%v %q, want a full copy (the cursor overflowed too)", j.Full, j.FullReason)
+	}
+}
+
+// TestIngestZFSBadInput: each bad invocation fails with a message naming
+// the problem, and changes nothing: no pool snapshot, no ZFS change, the
+// state file as it was.
+func TestIngestZFSBadInput(t *testing.T) {
+	f := newIngestFixture(t)
+	zfsCmd := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("zfs", args...).CombinedOutput(); err != nil {
+			t.Fatalf("zfs %v: %v: %s", args, err, out)
+		}
+	}
+	zfsCmd("create", f.zpool+"/fs")
+	zfsCmd("create", "-s", "-V", "32M", f.zpool+"/foreign")
+	zfsCmd("create", "-s", "-V", "16M", "-o", ingest.OwnerProperty+"="+f.pool+"/base", f.zpool+"/small")
+	zfsCmd("create", "-s", "-V", "32M", "-o", ingest.OwnerProperty+"="+f.pool+"/other", f.zpool+"/other")
+	f.e.mustRun("create", f.pool+"/base", "snap", "--cow", "4M")
+
+	snapshot := func() (string, string, string) {
+		st, _ := os.ReadFile(f.e.path("cfg/pools.json"))
+		out, err := exec.Command("zfs", "list", "-Hp", "-r", "-t", "all", "-o", "name,guid,written", f.zpool).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ents, _ := os.ReadDir("/dev/mapper")
+		var devs []string
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), f.pool+"-") {
+				devs = append(devs, e.Name())
+			}
+		}
+		return string(st), string(out), strings.Join(devs, " ")
+	}
+	st0, zfs0, dev0 := snapshot()
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"filesystem", []string{f.pool + "/base", f.zpool + "/fs"}, 1, "not a zvol"},
+		{"foreign zvol", []string{f.pool + "/base", f.zpool + "/foreign"}, 1, "not made by dmsnap ingest"},
+		{"zvol too small", []string{f.pool + "/base", f.zpool + "/small"}, 1, "smaller than the origin"},
+		{"zvol of another origin", []string{f.pool + "/base", f.zpool + "/other"}, 1, "holds ingests of " + f.pool + "/other"},
+		{"zpool missing", []string{f.pool + "/base", "nosuchzpool/vol"}, 1, "does not exist"},
+		{"origin is a snapshot", []string{f.pool + "/snap", f.ds}, 2, "is a snapshot"},
+		{"origin missing", []string{f.pool + "/nope", f.ds}, 1, "nope"},
+		{"pool missing", []string{"nosuchpool/base", f.ds}, 1, "nosuchpool"},
+		{"not ZPOOL/DATASET", []string{f.pool + "/base", f.zpool}, 2, "want ZPOOL/DATASET"},
+		{"bad volblocksize", []string{f.pool + "/base", f.ds, "--volblocksize", "3K"}, 2, "--volblocksize"},
+		{"bad cow", []string{f.pool + "/base", f.ds, "--cow", "lots"}, 2, "lots"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, errs := f.e.run(append([]string{"ingest"}, tc.args...)...)
+			if code != tc.code || !strings.Contains(errs, tc.want) {
+				t.Errorf("exit %d, stderr %q; want exit %d mentioning %q", code, errs, tc.code, tc.want)
+			}
+			st, zfsl, devs := snapshot()
+			if st != st0 || zfsl != zfs0 || devs != dev0 {
+				t.Errorf("changed something:\nstate %q\n   was %q\nzfs %q\n was %q\ndevs %q\n  was %q", st, st0, zfsl, zfs0, devs, dev0)
+			}
+		})
+	}
+	t.Run("zfs not installed", func(t *testing.T) {
+		t.Setenv("PATH", t.TempDir())
+		code, _, errs := f.e.run("ingest", f.pool+"/base", f.ds)
+		if code != 1 || !strings.Contains(errs, "zfs not installed") {
+			t.Errorf("exit %d, stderr %q; want exit 1, zfs not installed", code, errs)
+		}
+	})
+}
