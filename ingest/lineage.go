@@ -143,3 +143,29 @@ func (l Lineage) Committed(p zfs.Point) Lineage {
 	n.Pending = nil
 	return n
 }
+
+// Relink rebuilds a lost lineage (the state file is gone or was rewritten
+// without it) from the zvol's points: the newest snapshot, if dmsnap
+// named it ([zfs.IsOurs]), becomes the last committed ingest, with its
+// sequence number from the name. There is no cursor, so the next ingest
+// is a full copy. ok is false when the newest snapshot is not dmsnap's or
+// there is none.
+func Relink(l Lineage, pts []zfs.Point) (Lineage, bool) {
+	var newest *zfs.Point
+	for i := range pts {
+		if pts[i].Kind == zfs.Snapshot && (newest == nil || pts[i].CreateTXG > newest.CreateTXG) {
+			newest = &pts[i]
+		}
+	}
+	if newest == nil || !zfs.IsOurs(*newest) {
+		return l, false
+	}
+	_, seq, ok := zfs.ParseSnapshotName(newest.Short())
+	if !ok {
+		return l, false
+	}
+	n := l
+	n.Seq, n.Cursor, n.Pending = seq, "", nil
+	n.Snapshot, n.GUID, n.CreateTXG = newest.Name, newest.GUID, newest.CreateTXG
+	return n, true
+}

@@ -210,3 +210,25 @@ func TestDecideNewerBookmark(t *testing.T) {
 		t.Errorf("newer foreign bookmark: %v, want ErrLineage", err)
 	}
 }
+
+// TestRelink: a lost lineage is rebuilt from the newest snapshot only
+// when dmsnap named it; the result passes Decide.
+func TestRelink(t *testing.T) {
+	s1 := zfs.SnapshotName(time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), 4)
+	s2 := zfs.SnapshotName(time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC), 9)
+	base := Lineage{Dataset: "tank/vol", Pool: "p", Origin: "base"}
+	pts := []zfs.Point{snap(s2, 22, 200), bookmark(s2, 22, 200), snap(s1, 11, 100)} // any order
+	l, ok := Relink(base, pts)
+	if !ok || l.Seq != 9 || l.GUID != 22 || l.CreateTXG != 200 || l.Snapshot != "tank/vol@"+s2 || l.Cursor != "" || l.Pool != "p" {
+		t.Fatalf("Relink = %+v, %v", l, ok)
+	}
+	if a, err := Decide(l, pts, 0); err != nil || a != Proceed {
+		t.Errorf("Decide after Relink: %v, %v", a, err)
+	}
+	if _, ok := Relink(base, append(pts, snap("mine", 33, 300))); ok {
+		t.Error("relinked although the newest snapshot is not dmsnap's")
+	}
+	if _, ok := Relink(base, []zfs.Point{bookmark(s2, 22, 200)}); ok {
+		t.Error("relinked without any snapshot")
+	}
+}

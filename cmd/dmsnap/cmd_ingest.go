@@ -60,7 +60,7 @@ func newIngestCommand(gopts *globalOptions) *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "cow", Value: "20%ORIGIN", Usage: "COW size of the ingest snapshot: 100M, 20%ORIGIN, 50%FREE"},
 			&cli.StringFlag{Name: "volblocksize", Value: "16K", Usage: "volblocksize of a new zvol (a power of two from 4K to 128K)"},
-			&cli.BoolFlag{Name: "full", Usage: "copy the whole snapshot even if the cursor is valid"},
+			&cli.BoolFlag{Name: "full", Usage: "copy the whole snapshot even if the cursor is valid; also starts again from the zvol's newest dmsnap snapshot if dmsnap's record of it was lost"},
 		},
 		Action: withArgs(func(c *cli.Context, args []string) error {
 			if len(args) != 2 {
@@ -239,9 +239,31 @@ func runIngest(ctx context.Context, gopts *globalOptions, opts ingestOptions) er
 		if err != nil {
 			return fmt.Errorf("ingest: zfs get written %s = %q: %w", opts.Dataset, props["written"], zfs.ErrSyntax)
 		}
+		relinked := ""
+		if !known && opts.Full {
+			// The lineage was lost (state file); the zvol is ours by its
+			// property. --full may start again from its newest snapshot.
+			if rl, ok := ingest.Relink(lin, pts); ok {
+				lin, relinked = rl, "relinked "+opts.Dataset+" to its newest dmsnap snapshot "+rl.Snapshot+" (the lineage in "+gopts.statePath()+" was lost)"
+				// That ingest's cursor, if still there, is retired after
+				// this commit like any other (the copy is full anyway).
+				if c := ingest.CursorName(base, rl.Seq); s.o.Store.Pool.Volume(c) != nil {
+					lin.Cursor = c
+				}
+			}
+		}
 		act, err := ingest.Decide(lin, pts, written)
+		if errors.Is(err, ingest.ErrLineage) && !known && !opts.Full {
+			err = fmt.Errorf("%w; if %s lost its record, ingest --full starts again from the zvol's newest dmsnap snapshot", err, gopts.statePath())
+		}
 		if err != nil {
 			return err
+		}
+		if relinked != "" {
+			out.Recovered = relinked
+			if !gopts.Quiet {
+				fmt.Fprintf(gopts.stderr, "dmsnap: %s\n", relinked)
+			}
 		}
 		switch act {
 		case ingest.Adopt:

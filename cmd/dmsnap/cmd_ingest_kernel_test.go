@@ -373,3 +373,48 @@ func TestIngestZFSBadInput(t *testing.T) {
 		}
 	})
 }
+
+// TestIngestZFSLostLineage: with dmsnap's record of the zvol gone from the
+// state file, ingest refuses the zvol's history and says how to go on;
+// --full relinks it to its newest dmsnap snapshot, retires the old cursor
+// and copies everything; then incrementals resume.
+func TestIngestZFSLostLineage(t *testing.T) {
+	f := newIngestFixture(t)
+	f.ingest(1)
+	f.scribble(20)
+	f.ingest(2)
+
+	path := f.e.path("cfg/pools.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st map[string]json.RawMessage
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	delete(st, "ingest")
+	if b, err = json.Marshal(st); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	code, _, errs := f.e.run("ingest", f.pool+"/base", f.ds, "--cow", "8M")
+	if code != 1 || !strings.Contains(errs, "ingest --full starts again") {
+		t.Fatalf("without a lineage: exit %d, %q; want exit 1 pointing at --full", code, errs)
+	}
+	f.scribble(20)
+	j := f.ingest(3, "--full")
+	if !j.Full || !strings.HasPrefix(j.Recovered, "relinked "+f.ds) {
+		t.Errorf("--full without a lineage: full=%v recovered %q, want a relinked full copy", j.Full, j.Recovered)
+	}
+	f.scribble(20)
+	if j := f.ingest(4); j.Full {
+		t.Errorf("the ingest after the relink was full: %s", j.FullReason)
+	}
+	if n := len(f.points()); n != 8 {
+		t.Errorf("%d points, want 8 (seq 1-4): %v", n, f.points())
+	}
+}
