@@ -239,6 +239,12 @@ func TestKernelLVM2MergeWatched(t *testing.T) {
 	t.Logf("FindMerges after %v: %+v", time.Since(start).Round(time.Millisecond), m)
 	wantM := Merge{Owner: OwnerLVM2, Origin: g.dmName("origin"), Real: g.dmName("origin", "real"), RealDev: m.RealDev,
 		Snapshot: g.dmName("snap"), COW: g.dmName("snap", "cow"), COWDev: m.COWDev, Target: m.Target}
+	if m.Snapshot == "" {
+		// LVM2 removes the old snapshot device during its handover; seen
+		// on 6.12 under load, FindMerges can look after that ("" is then
+		// what Merge.Snapshot documents).
+		wantM.Snapshot = ""
+	}
 	if m != wantM {
 		t.Errorf("FindMerges: %+v, want %+v", m, wantM)
 	}
