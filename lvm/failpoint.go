@@ -72,3 +72,8 @@ func failpoint(name string) {
 		failpointExit(name)
 	}
 }
+
+// Failpoint exits the process if name is armed in [FailpointEnv]: the
+// same mechanism for failpoints of other packages and commands (ingest's
+// "ingest.*").
+func Failpoint(name string) { failpoint(name) }

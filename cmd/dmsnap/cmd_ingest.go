@@ -29,21 +29,12 @@ type ingestOptions struct {
 	Full         bool
 }
 
-// Failpoints of ingest, armed with lvm.FailpointEnv like lvm's.
+// Failpoints of ingest (lvm.Failpoint, armed through lvm.FailpointEnv).
 const (
 	fpIngestMidCopy     = "ingest.mid-copy"     // half the plan written, not synced
 	fpIngestAfterCopy   = "ingest.after-copy"   // zvol written and synced, no ZFS snapshot
 	fpIngestAfterCommit = "ingest.after-commit" // ZFS snapshot made, lineage not recorded
 )
-
-func ingestFailpoint(name string) {
-	for _, item := range strings.Split(os.Getenv(lvm.FailpointEnv), ",") {
-		if strings.TrimSpace(item) == name {
-			fmt.Fprintf(os.Stderr, "dmsnap: failpoint %s hit, exiting\n", name)
-			os.Exit(lvm.FailpointExitCode)
-		}
-	}
-}
 
 func newIngestCommand(gopts *globalOptions) *cli.Command {
 	return &cli.Command{
@@ -329,7 +320,7 @@ func runIngest(ctx context.Context, gopts *globalOptions, opts ingestOptions) er
 		pool: pool, base: base, dataset: opts.Dataset, lin: lin, next: next, cowExtents: n,
 		chunk: chunk, blockBytes: blockBytes, originBytes: originBytes, full: opts.Full, knownZero: knownZero})
 	if err == nil {
-		ingestFailpoint(fpIngestAfterCopy)
+		lvm.Failpoint(fpIngestAfterCopy)
 		// The commit point.
 		err = r.Snapshot(ctx, lin.Pending.Snapshot)
 	}
@@ -341,7 +332,7 @@ func runIngest(ctx context.Context, gopts *globalOptions, opts ingestOptions) er
 		return err
 	}
 	snap := lin.Pending.Snapshot
-	ingestFailpoint(fpIngestAfterCommit)
+	lvm.Failpoint(fpIngestAfterCommit)
 	if err := r.Bookmark(ctx, snap, zfs.BookmarkFor(snap)); err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
@@ -539,7 +530,7 @@ func ingestCopy(ctx context.Context, gopts *globalOptions, s *snapSession, out *
 		Progress: func(done, total int64) {
 			bp.Set(done)
 			if 2*done >= total {
-				ingestFailpoint(fpIngestMidCopy)
+				lvm.Failpoint(fpIngestMidCopy)
 			}
 		}})
 	bp.finish(err == nil)

@@ -581,7 +581,8 @@ func (rp *replication) transfer(ctx context.Context, s zfs.Send, force bool, pro
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	pr, pw := io.Pipe()
-	cw := &replicateCounter{w: pw, n: &prog.bytes}
+	// prog counts what the pipe took.
+	cw := io.MultiWriter(pw, prog)
 	var first atomic.Int32 // 1: the sender failed first, 2: the receiver
 	sendDone := make(chan error, 1)
 	go func() {
@@ -684,16 +685,4 @@ func (rp *replication) record(ctx context.Context, snapshot string, guid uint64,
 		}
 	}
 	return nil
-}
-
-// replicateCounter counts the bytes written through it.
-type replicateCounter struct {
-	w io.Writer
-	n *atomic.Int64
-}
-
-func (c *replicateCounter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n.Add(int64(n))
-	return n, err
 }
