@@ -1,5 +1,7 @@
 # dmsnap build, test and demo entry points. `make test` is what CI runs
-# (.ci/run); it installs what it needs on a fresh machine (as root).
+# (.ci/run). On a fresh machine (as root) scripts/deps.sh installs the base
+# packages; everything else the tiers use (kernels, OpenZFS, LVM2) is
+# fetched into .cache/ by tests/vmrun (docs/testing.md).
 
 SHELL       := /bin/bash
 GO          ?= go
@@ -14,7 +16,12 @@ VM_TIMEOUT  ?= 1800s
 # Packages whose tests touch the kernel; the VM runs only these.
 KERNEL_PKGS ?= ./dm/ ./internal/sys/ ./internal/loop/ ./cow/ ./merge/ ./cmd/dmsnap/
 
-.PHONY: all build deps vmrun test test-unit test-vm test-zfs demo lint bench fuzz clean
+# Tools the guest takes from .cache/ (vmrun --tools), never from the host.
+VM_TOOLS    ?= lvm2
+ZFS_TOOLS   ?= zfs,lvm2
+ZFS         ?= 1
+
+.PHONY: all build deps vmrun test test-unit test-vm test-zfs test-tools demo lint bench fuzz clean
 
 all: build
 
@@ -27,7 +34,13 @@ deps:
 vmrun:
 	$(GO) build -o $(VMRUN) ./tests/vmrun
 
-test: deps lint test-unit test-vm test-zfs
+test: deps lint test-unit test-tools test-vm test-zfs
+
+# Before the tiers: prepare the tools (a fresh machine downloads and builds
+# them here) and prove that the guest runs zfs, zpool and lvm from .cache/.
+test-tools: vmrun
+	$(VMRUN) --kernel bookworm --tools $(ZFS_TOOLS) --setup
+	DMSNAP_VM_TESTS=1 $(GO) test -count=1 -run 'TestGuestToolsFromCache' ./tests/vmrun/
 
 test-unit:
 	$(GO) test -count=1 ./...
@@ -36,24 +49,26 @@ test-unit:
 test-vm: vmrun build
 	@set -e; for k in $(KERNELS); do \
 		echo "== kernel tier: $$k"; \
-		$(VMRUN) --kernel $$k --setup; \
-		$(GO) test -count=1 -timeout 40m -exec "$(VMRUN) --kernel $$k --timeout $(VM_TIMEOUT)" $(KERNEL_PKGS); \
+		$(VMRUN) --kernel $$k --tools $(VM_TOOLS) --setup >/dev/null; \
+		$(GO) test -count=1 -timeout 40m -exec "$(VMRUN) --kernel $$k --tools $(VM_TOOLS) --timeout $(VM_TIMEOUT)" $(KERNEL_PKGS); \
 	done
 	DMSNAP_VM_TESTS=1 $(GO) test -count=1 ./tests/vmrun/
 	@set -e; for k in $(KERNELS); do \
 		DMSNAP_VM_KERNEL=$$k DMSNAP_VM_TESTS=1 $(GO) test -count=1 -timeout 40m ./tests/loopback/; \
 	done
 
-# Real OpenZFS 2.3.2 (bookworm-backports, dkms-built for the VM kernel, cached
-# under .cache/zfs/ keyed by kernel release and zfs version) in the VM on the
-# 6.1 kernel: the zfs package, ingest and replicate against real zfs(8). The
-# first build costs ~6-7 min; see docs/zfs.md, "Real-ZFS tier".
+# Real OpenZFS 2.3 (bookworm-backports' userland unpacked under .cache/vm/tools/,
+# the module built from zfs-dkms's source for the VM kernel under
+# .cache/vm/zfs/<release>-<version>/) in the VM on the 6.1 kernel: the zfs
+# package, ingest and replicate against real zfs(8). The first build costs
+# ~7 min; see docs/testing.md.
 test-zfs: vmrun
-	@set -e; mods=$$(VMRUN=$(VMRUN) bash scripts/zfs-setup.sh | tail -n1); \
-	$(GO) test -count=1 -timeout 40m -exec "$(VMRUN) --kernel bookworm --timeout $(VM_TIMEOUT) --env DMSNAP_ZFS_TIER=1 --modules $$mods/spl.ko,$$mods/zfs.ko" -run ZFS -v ./zfs/ ./cmd/dmsnap/
+	$(VMRUN) --kernel bookworm --tools $(ZFS_TOOLS) --setup >/dev/null
+	$(GO) test -count=1 -timeout 40m -exec "$(VMRUN) --kernel bookworm --tools $(ZFS_TOOLS) --timeout $(VM_TIMEOUT) --env DMSNAP_ZFS_TIER=1" -run ZFS -v ./zfs/ ./cmd/dmsnap/
 
+# ZFS=0 skips the ZFS part.
 demo: deps build vmrun
-	bash scripts/demo-run.sh
+	ZFS=$(ZFS) bash scripts/demo-run.sh
 
 lint:
 	@test -x $(STATICCHECK) || GOBIN=$(CACHE)/bin $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)

@@ -12,10 +12,11 @@ import (
 
 // ZvolDevice waits up to timeout for the block device of the zvol dataset
 // and returns its path: /dev/zvol/DATASET where udev made that link,
-// otherwise the /dev/zdN that /lib/udev/zvol_id (BLKZNAME) names dataset.
+// otherwise the /dev/zdN that zvol_id (BLKZNAME) names dataset.
 // zvol nodes appear asynchronously after `zfs create` and rollback.
 func ZvolDevice(ctx context.Context, dataset string, timeout time.Duration) (string, error) {
 	deadline := time.Now().Add(timeout)
+	zvolID := ZvolIDPath()
 	for {
 		link := filepath.Join("/dev/zvol", dataset)
 		if p, err := filepath.EvalSymlinks(link); err == nil {
@@ -26,7 +27,7 @@ func ZvolDevice(ctx context.Context, dataset string, timeout time.Duration) (str
 			if strings.ContainsRune(strings.TrimPrefix(n, "/dev/zd"), 'p') {
 				continue // a partition
 			}
-			out, err := exec.CommandContext(ctx, "/lib/udev/zvol_id", n).Output()
+			out, err := exec.CommandContext(ctx, zvolID, n).Output()
 			if err == nil && strings.TrimSpace(string(out)) == dataset {
 				return n, nil
 			}
@@ -40,4 +41,19 @@ func ZvolDevice(ctx context.Context, dataset string, timeout time.Duration) (str
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// ZvolIDPath returns zvol_id from PATH (where a private OpenZFS userland
+// puts its udev helpers), else where zfsutils-linux installs it: it lives
+// in udev's directory, which is not in PATH.
+func ZvolIDPath() string {
+	if p, err := exec.LookPath("zvol_id"); err == nil {
+		return p
+	}
+	for _, p := range []string{"/lib/udev/zvol_id", "/usr/lib/udev/zvol_id"} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return "/lib/udev/zvol_id"
 }

@@ -449,7 +449,7 @@ type benchLVM2VG struct {
 func newBenchLVM2VG(b *testing.B, c *dm.Client) *benchLVM2VG {
 	b.Helper()
 	if _, err := exec.LookPath("lvm"); err != nil {
-		b.Fatalf("lvm2 is not installed (scripts/deps.sh installs it): %v", err)
+		b.Fatalf("lvm2 is not in PATH (vmrun --tools lvm2 puts it there): %v", err)
 	}
 	loopPath, _ := testutil.ScratchLoop(b, 256<<20)
 	dir := b.TempDir()

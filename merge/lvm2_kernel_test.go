@@ -57,12 +57,12 @@ backup {
 
 // newLVM2VG creates a volume group over a fresh loop device of sizeBytes
 // and removes it, and every device-mapper device left of it, in
-// t.Cleanup. Inside the VM a missing lvm2 is a failure: scripts/deps.sh
+// t.Cleanup. Inside the VM a missing lvm2 is a failure: vmrun --tools lvm2
 // installs it on the host, and the VM shares the host's root.
 func newLVM2VG(t *testing.T, c *dm.Client, sizeBytes int64) *lvm2VG {
 	t.Helper()
 	if _, err := exec.LookPath("lvm"); err != nil {
-		t.Fatalf("lvm2 is not installed (scripts/deps.sh installs it): %v", err)
+		t.Fatalf("lvm2 is not in PATH (vmrun --tools lvm2 puts it there): %v", err)
 	}
 	loopPath, _ := testutil.ScratchLoop(t, sizeBytes)
 	dir := t.TempDir()

@@ -119,7 +119,7 @@ var stderrRules = []stderrRule{
 	// /sys/module/zfs/version). "The ZFS modules cannot be auto-loaded"
 	// (zfs version, version -j, list) and "zfs_version_kernel() failed"
 	// (zfs -V) verified with zfs 2.3.2 userland on a host without the
-	// module (scripts/zfs-setup.sh installs it there); the others are to
+	// module (vmrun --tools zfs unpacks it under .cache); the others are to
 	// be verified in tests/loopback.
 	{regexp.MustCompile(`(?m)^(The ZFS modules cannot be auto-loaded|The ZFS modules are not loaded|/dev/zfs and /proc/self/mounts are required|zfs_version_kernel\(\) failed)`), ErrNoModule},
 	// From OpenZFS 2.3.2 libzfs_error_init (EACCES) and libzfs_util.c

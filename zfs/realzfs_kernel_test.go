@@ -52,7 +52,7 @@ func requireZFS(t *testing.T) *Runner {
 		if err != nil {
 			p = "/usr/sbin/" + b.name
 			if _, err := os.Stat(p); err != nil {
-				miss("%s not installed (scripts/zfs-setup.sh installs zfsutils-linux)", b.name)
+				miss("%s not in PATH (vmrun --tools zfs puts OpenZFS there)", b.name)
 			}
 		}
 		*b.dst = p
@@ -111,9 +111,14 @@ func scratchPool(t *testing.T, r *Runner, name string, sizeBytes int64) {
 
 // zvolDevice waits for the /dev/zdN of dataset: without udev there is no
 // /dev/zvol link, and the node appears asynchronously after create or
-// receive. /lib/udev/zvol_id maps a node to its name (BLKZNAME).
+// receive. zvol_id (udev's helper, in PATH in the ZFS tier) maps a node to
+// its name (BLKZNAME).
 func zvolDevice(t *testing.T, dataset string) string {
 	t.Helper()
+	zvolID, err := exec.LookPath("zvol_id")
+	if err != nil {
+		zvolID = "/lib/udev/zvol_id"
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		nodes, _ := filepath.Glob("/dev/zd*")
@@ -121,7 +126,7 @@ func zvolDevice(t *testing.T, dataset string) string {
 			if strings.ContainsRune(strings.TrimPrefix(n, "/dev/zd"), 'p') {
 				continue // partition
 			}
-			out, err := exec.Command("/lib/udev/zvol_id", n).Output()
+			out, err := exec.Command(zvolID, n).Output()
 			if err == nil && strings.TrimSpace(string(out)) == dataset {
 				return n
 			}

@@ -26,7 +26,7 @@ import (
 func lvm2Env(t *testing.T, loopPath string) []string {
 	t.Helper()
 	if _, err := exec.LookPath("lvm"); err != nil {
-		t.Fatalf("lvm2 is not installed (scripts/deps.sh installs it): %v", err)
+		t.Fatalf("lvm2 is not in PATH (vmrun --tools lvm2 puts it there): %v", err)
 	}
 	dir := t.TempDir()
 	conf := fmt.Sprintf(`devices { filter = [ "a|^%[1]s$|", "r|.*|" ] global_filter = [ "a|^%[1]s$|", "r|.*|" ]

@@ -286,7 +286,7 @@ type stallLVM2 struct {
 func newStallLVM2(b *testing.B, sizeBytes int64) *stallLVM2 {
 	b.Helper()
 	if _, err := exec.LookPath("lvm"); err != nil {
-		b.Fatalf("lvm2 is not installed (scripts/deps.sh installs it): %v", err)
+		b.Fatalf("lvm2 is not in PATH (vmrun --tools lvm2 puts it there): %v", err)
 	}
 	loopPath, _ := testutil.ScratchLoop(b, sizeBytes)
 	dir := b.TempDir()

@@ -11,9 +11,13 @@
 // --timeout (600s; accepts "300" or "5m"), --mem MiB (1024), --smp (1;
 // more is slower under TCG), --env K=V (repeatable), --modules (extra
 // modules by name, or .ko paths such as dkms-built spl.ko/zfs.ko; their
-// dependencies are added), --share DIR (extra read-write share), --setup
-// (prepare the cache, print the kernel release, no boot), --kvm
-// auto|on|off, --console FILE (keep the kernel console log), -v.
+// dependencies are added), --tools zfs,lvm2 (Debian's OpenZFS userland with
+// its module built for the kernel, LVM2's tools: unpacked under the cache,
+// first in the guest's PATH and LD_LIBRARY_PATH), --share DIR (extra
+// read-write share), --setup (prepare the cache, print the kernel release,
+// no boot), --cached (exit 0 if kernel and tools are prepared, else 1),
+// --kvm auto|on|off, --console FILE (keep the kernel console log), -v.
+// --timeout bounds the guest's run, not the preparation.
 //
 // Exit status: the program's; 2 usage; 124 --timeout expired (qemu is
 // killed, the console tail goes to stderr); 125 runner failure or a guest
@@ -76,6 +80,17 @@
 //	<release>/root/        the unpacked linux-image package; .ko.xz are
 //	                       decompressed, lib/modules/<release>/modules.dep
 //	                       and vmrun.softdep are generated from .modinfo
+//	tool-<name>            tools/ directory last prepared for zfs or lvm2
+//	tools/<name>-<ver>/    ready (format, version, packages) and root/,
+//	                       the unpacked packages (tools.go)
+//	zfs/<release>-<ver>/   spl.ko, zfs.ko built from zfs-dkms for release
+//	zfs/build-*.log        the last module build's configure and make output
+//
+// Preparation runs, as root, in a child in a private mount namespace where
+// the host's /etc, /usr, /var, /opt and /boot are read-only (sandbox.go):
+// it can write the cache, temporary files and Go's caches, nothing else.
+// After preparing, what no pointer file names any more (an old kernel ABI,
+// an old tool version, modules built for either) is pruned.
 //
 // A prepared kernel is reused through kernel-<flavour> without running apt,
 // unless DMSNAP_VM_REFRESH=1. Preparation takes the lock, re-checks, then
@@ -104,5 +119,5 @@
 // aliases (libcrc32c needs crc32c_generic; the guest has no modprobe).
 //
 // Host requirements: qemu-system-x86, busybox-static, apt, dpkg-deb, xz,
-// zstd (6.12 kernels), gzip.
+// zstd (6.12 kernels), gzip; for --tools zfs, gcc-12, make and strip.
 package main

@@ -146,12 +146,12 @@ func TestPlanShares(t *testing.T) {
 func TestGuestEnv(t *testing.T) {
 	host := map[string]string{"PATH": "/host/bin:/usr/bin", "GOFLAGS": "-mod=mod", "GOCOVERDIR": "", "SECRET": "x"}
 	o := &options{kernel: "backports", env: []string{"A=1", "HOME=/tmp/h", "DMSNAP_IN_VM=0", "A=2", "B=x=y"}}
-	got := guestEnv(o, func(k string) string { return host[k] })
+	got := guestEnv(o, &guestTools{}, func(k string) string { return host[k] })
 	want := []string{"PATH=/host/bin:/usr/bin", "HOME=/tmp/h", "DMSNAP_VM_KERNEL=backports", "GOFLAGS=-mod=mod", "A=2", "DMSNAP_IN_VM=1", "B=x=y"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("guestEnv = %q\nwant       %q", got, want)
 	}
-	got = guestEnv(&options{kernel: "bookworm"}, func(string) string { return "" })
+	got = guestEnv(&options{kernel: "bookworm"}, &guestTools{}, func(string) string { return "" })
 	if got[0] != "PATH="+defaultPath || got[len(got)-1] != "DMSNAP_IN_VM=1" {
 		t.Errorf("guestEnv without host env = %q", got)
 	}

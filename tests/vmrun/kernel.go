@@ -53,6 +53,7 @@ const (
 // kernelCache is one prepared kernel under <cache>/<release>.
 type kernelCache struct {
 	Release     string   // kernel release, e.g. 6.1.0-56-amd64
+	Version     string   // Debian package version, e.g. 6.1.192-2
 	Dir         string   // <cache>/<release>
 	BaseModules []string // modules insmod'ed from base.cpio, in load order
 }
@@ -89,14 +90,20 @@ func loadKernelCache(cache, release string) (*kernelCache, error) {
 	if err != nil {
 		return nil, err
 	}
-	if first, _, _ := strings.Cut(string(ready), "\n"); first != cacheFormat {
+	first, rest, _ := strings.Cut(string(ready), "\n")
+	if first != cacheFormat {
 		return nil, fmt.Errorf("%s: cache format %q, want %q", dir, first, cacheFormat)
 	}
 	mods, err := os.ReadFile(filepath.Join(dir, baseModulesFile))
 	if err != nil {
 		return nil, err
 	}
-	return &kernelCache{Release: release, Dir: dir, BaseModules: strings.Fields(string(mods))}, nil
+	// The second line is "<package> <version>".
+	var version string
+	if f := strings.Fields(rest); len(f) >= 2 {
+		version = f[1]
+	}
+	return &kernelCache{Release: release, Version: version, Dir: dir, BaseModules: strings.Fields(string(mods))}, nil
 }
 
 // prepareKernel returns the cached kernel for --kernel, preparing it first
@@ -212,7 +219,7 @@ func buildKernelCache(ctx context.Context, cache string, apt *privateApt, pkg, v
 	if err := os.WriteFile(filepath.Join(modDir, softdepFile), []byte(soft), 0o644); err != nil {
 		return nil, err
 	}
-	k := &kernelCache{Release: release, Dir: tmp}
+	k := &kernelCache{Release: release, Version: version, Dir: tmp}
 	deps, err := k.deps()
 	if err != nil {
 		return nil, err

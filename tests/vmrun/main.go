@@ -37,6 +37,16 @@ var passEnv = []string{"GOCOVERDIR", "GOFLAGS", "GOTRACEBACK"}
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 func main() {
+	if os.Getenv(sandboxEnv) == "1" {
+		err := inOwnMountNamespace()
+		if err == nil {
+			err = enterSandbox()
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "vmrun: %v\n", err)
+			os.Exit(exitFailure)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
@@ -57,20 +67,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if o.verbose {
 		logw = stderr
 	}
-	ctx, cancel := context.WithTimeoutCause(ctx, o.timeout, errTimeout)
-	defer cancel()
-
 	cache, err := cacheRoot()
 	if err != nil {
 		fmt.Fprintf(stderr, "vmrun: %v\n", err)
 		return exitFailure
 	}
+	if o.cached {
+		k, err := cachedKernel(cache, o.kernel)
+		if err != nil || !toolsCached(cache, k, o.tools) {
+			return 1
+		}
+		return 0
+	}
+	// Preparation is not bounded by --timeout (a first module build takes
+	// minutes); the guest's run is.
 	start := time.Now()
-	k, err := prepareKernel(ctx, cache, o.kernel, os.Getenv(refreshEnv) == "1", logw)
+	k, tools, err := prepare(ctx, cache, o, os.Getenv(refreshEnv) == "1", logw, stderr)
 	if err != nil {
-		if errors.Is(context.Cause(ctx), errTimeout) {
-			fmt.Fprintf(stderr, "vmrun: timeout after %v while preparing the kernel\n", o.timeout)
-			return exitTimeout
+		if ctx.Err() != nil {
+			fmt.Fprintf(stderr, "vmrun: interrupted while preparing the cache: %v\n", err)
+			return exitInterrupted
 		}
 		fmt.Fprintf(stderr, "vmrun: %v\n", err)
 		return exitFailure
@@ -80,10 +96,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%s\n", k.Release)
 		return 0
 	}
-	code, err := boot(ctx, o, k, stdout, stderr, logw)
+	ctx, cancel := context.WithTimeoutCause(ctx, o.timeout, errTimeout)
+	defer cancel()
+	code, err := boot(ctx, o, k, tools, stdout, stderr, logw)
 	for attempt := 2; errors.Is(err, errBootFailed) && attempt <= bootAttempts; attempt++ {
 		fmt.Fprintf(stderr, "vmrun: booting again (attempt %d of %d)\n", attempt, bootAttempts)
-		code, err = boot(ctx, o, k, stdout, stderr, logw)
+		code, err = boot(ctx, o, k, tools, stdout, stderr, logw)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "vmrun: %v\n", err)
@@ -139,10 +157,17 @@ func findModuleRoot(dir string) string {
 
 // guestEnv builds the guest environment: PATH, HOME, DMSNAP_VM_KERNEL, the
 // pass-through variables, then --env; DMSNAP_IN_VM=1 always wins.
-func guestEnv(o *options, getenv func(string) string) []string {
+func guestEnv(o *options, tools *guestTools, getenv func(string) string) []string {
 	path := getenv("PATH")
 	if path == "" {
 		path = defaultPath
+	}
+	// The tools unpacked under the cache come first, so the guest never
+	// runs a host-installed zfs or lvm by accident.
+	path = strings.Join(append(append([]string(nil), tools.binDirs...), path), ":")
+	libs := tools.libDirs
+	if l := getenv("LD_LIBRARY_PATH"); l != "" {
+		libs = append(append([]string(nil), libs...), l)
 	}
 	vals := map[string]string{}
 	var order []string
@@ -153,6 +178,9 @@ func guestEnv(o *options, getenv func(string) string) []string {
 		vals[k] = v
 	}
 	set("PATH", path)
+	if len(libs) > 0 {
+		set("LD_LIBRARY_PATH", strings.Join(libs, ":"))
+	}
 	set("HOME", "/root")
 	set(kernelEnv, o.kernel)
 	for _, k := range passEnv {
@@ -218,7 +246,7 @@ func extraModules(k *kernelCache, want []string) ([]string, map[string]string, e
 }
 
 // boot runs the program in a guest and returns the exit status.
-func boot(ctx context.Context, o *options, k *kernelCache, stdout, stderr, logw io.Writer) (int, error) {
+func boot(ctx context.Context, o *options, k *kernelCache, tools *guestTools, stdout, stderr, logw io.Writer) (int, error) {
 	cwd, err := os.Getwd()
 	if err != nil {
 		return exitFailure, err
@@ -234,7 +262,7 @@ func boot(ctx context.Context, o *options, k *kernelCache, stdout, stderr, logw 
 			return exitUsage, fmt.Errorf("--share %s: not a directory", d)
 		}
 	}
-	extraOrder, extraFiles, err := extraModules(k, o.modules)
+	extraOrder, extraFiles, err := extraModules(k, append(append([]string(nil), o.modules...), tools.modules...))
 	if err != nil {
 		return exitFailure, fmt.Errorf("--modules: %w", err)
 	}
@@ -242,7 +270,7 @@ func boot(ctx context.Context, o *options, k *kernelCache, stdout, stderr, logw 
 		Modules: append(append([]string(nil), k.BaseModules...), extraOrder...),
 		Shares:  planShares(shareDirs),
 		Cwd:     cwd,
-		Env:     guestEnv(o, os.Getenv),
+		Env:     guestEnv(o, tools, os.Getenv),
 		Program: o.program,
 		Args:    o.args,
 	}

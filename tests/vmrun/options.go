@@ -33,7 +33,9 @@ type options struct {
 	env     []string // K=V from --env, in order
 	modules []string // extra module names or .ko paths
 	shares  []string // extra read-write shares
+	tools   []string // --tools: zfs, lvm2
 	setup   bool
+	cached  bool
 	kvm     string // auto|on|off
 	console string
 	verbose bool
@@ -125,7 +127,9 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (*op
 	fs.Var(listFlag{&o.env, false}, "env", "K=V to set in the guest (repeatable)")
 	fs.Var(listFlag{&o.modules, true}, "modules", "extra kernel modules to load, by name or as a .ko path (comma-separated, repeatable)")
 	fs.Var(listFlag{&o.shares, false}, "share", "extra host directory shared read-write at the same path (repeatable)")
-	fs.BoolVar(&o.setup, "setup", false, "prepare the cache for the kernel and exit without booting")
+	fs.Var(listFlag{&o.tools, true}, "tools", "tools from Debian packages unpacked under the cache, first in the guest's PATH: zfs (OpenZFS userland + module built for the kernel), lvm2 (comma-separated)")
+	fs.BoolVar(&o.setup, "setup", false, "prepare the cache for the kernel and tools and exit without booting")
+	fs.BoolVar(&o.cached, "cached", false, "exit 0 if the kernel and tools are prepared, 1 otherwise; changes nothing")
 	fs.StringVar(&o.kvm, "kvm", o.kvm, "hardware acceleration: auto|on|off")
 	fs.StringVar(&o.console, "console", "", "write the kernel console log to this file (default: a temporary file)")
 	fs.BoolVar(&o.verbose, "v", false, "print progress and the qemu command line on stderr")
@@ -156,15 +160,20 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (*op
 			return nil, fmt.Errorf("%w: --env %q: want K=V", errUsage, kv)
 		}
 	}
+	for _, t := range o.tools {
+		if _, ok := toolSpecs[t]; !ok {
+			return nil, fmt.Errorf("%w: --tools %q: want %s or %s", errUsage, t, toolZFS, toolLVM2)
+		}
+	}
 	rest := fs.Args()
-	if !o.setup {
+	if !o.setup && !o.cached {
 		if len(rest) == 0 {
 			fs.Usage()
 			return nil, fmt.Errorf("%w: missing PROGRAM", errUsage)
 		}
 		o.program, o.args = rest[0], rest[1:]
 	} else if len(rest) > 0 {
-		return nil, fmt.Errorf("%w: --setup takes no PROGRAM", errUsage)
+		return nil, fmt.Errorf("%w: --setup and --cached take no PROGRAM", errUsage)
 	}
 	return o, nil
 }

@@ -154,3 +154,43 @@ func TestGuestSide(t *testing.T) {
 		t.Errorf("HOME = %q, want /root", os.Getenv("HOME"))
 	}
 }
+
+// TestGuestToolsFromCache boots with --tools zfs,lvm2 and checks that the
+// guest's zfs, zpool, zstream, zvol_id, lvm and dmsetup are the ones
+// unpacked under the cache, never the host's, that the OpenZFS module
+// loaded matches the userland, and that lvm runs.
+func TestGuestToolsFromCache(t *testing.T) {
+	cache, err := cacheRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := `for b in zfs zpool zstream zvol_id lvm dmsetup; do printf '%s=' $b; command -v $b || echo; done
+zfs version
+lvm version | head -1`
+	out, errOut, code := vmrun(t, "--kernel", "bookworm", "--tools", "zfs,lvm2", "--mem", "2048", "sh", "-c", script)
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	t.Logf("guest:\n%s", out)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var userland, kmod string
+	for _, l := range lines {
+		name, p, ok := strings.Cut(l, "=")
+		switch {
+		case ok && !strings.Contains(name, " "):
+			if !strings.HasPrefix(p, cache+"/") {
+				t.Errorf("guest runs %s from %q, want a path under %s", name, p, cache)
+			}
+		case strings.HasPrefix(l, "zfs-kmod-"):
+			kmod = strings.TrimPrefix(l, "zfs-kmod-")
+		case strings.HasPrefix(l, "zfs-"):
+			userland = strings.TrimPrefix(l, "zfs-")
+		}
+	}
+	if userland == "" || userland != kmod {
+		t.Errorf("zfs version: userland %q, kernel module %q: want the same non-empty version", userland, kmod)
+	}
+	if !strings.Contains(out, "LVM version:") {
+		t.Errorf("lvm version printed no \"LVM version:\" line")
+	}
+}
