@@ -21,7 +21,7 @@ VM_TOOLS    ?= lvm2
 ZFS_TOOLS   ?= zfs,lvm2
 ZFS         ?= 1
 
-.PHONY: all build deps vmrun test test-unit test-vm test-zfs test-tools demo lint bench fuzz clean
+.PHONY: all build deps vmrun test test-unit test-vm test-zfs test-tools torture demo lint bench fuzz clean
 
 all: build
 
@@ -53,6 +53,7 @@ test-vm: vmrun build
 		$(GO) test -count=1 -timeout 40m -exec "$(VMRUN) --kernel $$k --tools $(VM_TOOLS) --timeout $(VM_TIMEOUT)" $(KERNEL_PKGS); \
 	done
 	DMSNAP_VM_TESTS=1 $(GO) test -count=1 ./tests/vmrun/
+	DMSNAP_VM_TESTS=1 DMSNAP_TORTURE_ITERATIONS=20 $(GO) test -count=1 -timeout 40m -run '^TestTorture$$' ./tests/torture/
 	@set -e; for k in $(KERNELS); do \
 		DMSNAP_VM_KERNEL=$$k DMSNAP_VM_TESTS=1 $(GO) test -count=1 -timeout 40m ./tests/loopback/; \
 	done
@@ -88,3 +89,9 @@ fuzz:
 
 clean:
 	rm -rf $(BIN)
+
+# The randomized crash torture (tests/torture): 200 iterations, about half
+# of them followed by a power-off; make test-vm runs 20.
+TORTURE_ITERATIONS ?= 200
+torture: vmrun build
+	DMSNAP_VM_TESTS=1 DMSNAP_TORTURE_ITERATIONS=$(TORTURE_ITERATIONS) $(GO) test -count=1 -timeout 170m -v -run '^TestTorture$$' ./tests/torture/
