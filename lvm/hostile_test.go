@@ -220,7 +220,7 @@ func fixChecksums(d *fuzzDisk) {
 			return
 		}
 		h := b[off : off+slotHeaderSize]
-		if n := le.Uint64(h[24:]); off+slotHeaderSize+n <= uint64(d.size) {
+		if n := le.Uint64(h[24:]); n <= uint64(d.size) && off+slotHeaderSize+n <= uint64(d.size) {
 			p := make([]byte, n)
 			d.ReadAt(p, int64(off+slotHeaderSize))
 			le.PutUint32(h[32:], crc32c(p))
