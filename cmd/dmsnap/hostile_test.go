@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/binary"
+	"errors"
 	"hash/crc32"
 	"os"
 	"runtime"
@@ -84,5 +85,43 @@ func TestHostileImageCLI(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	if n := after.TotalAlloc - before.TotalAlloc; n > 64<<20 {
 		t.Errorf("four commands allocated %d bytes", n)
+	}
+}
+
+// TestCowInspectHugeChunks: a store whose header names 1 GiB chunks is
+// inspected in a few MiB (it took over 1 GiB: the reader allocated a
+// whole chunk per metadata area).
+func TestCowInspectHugeChunks(t *testing.T) {
+	e := newCLIEnv(t)
+	path := e.image("huge-chunks.cow", 3<<30)
+	hdr := make([]byte, 16)
+	le := binary.LittleEndian
+	le.PutUint32(hdr[0:], 0x70416e53) // SnAp
+	le.PutUint32(hdr[4:], 1)
+	le.PutUint32(hdr[8:], 1)
+	le.PutUint32(hdr[12:], 1<<21) // 1 GiB chunks
+	rec := make([]byte, 16)
+	le.PutUint64(rec[0:], 7)
+	le.PutUint64(rec[8:], 2)
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.WriteAt(hdr, 0)
+	if err == nil {
+		_, err = f.WriteAt(rec, 1<<30)
+	}
+	if err := errors.Join(err, f.Close()); err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	code, out, errs := e.run("cow", "inspect", path)
+	runtime.ReadMemStats(&after)
+	if code != 0 || !strings.Contains(out, "chunk 2097152 sectors") || !strings.Contains(out, "7") {
+		t.Errorf("cow inspect: exit %d:\n%s%s", code, out, errs)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 16<<20 {
+		t.Errorf("cow inspect allocated %d bytes", n)
 	}
 }
