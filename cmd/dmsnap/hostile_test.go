@@ -125,3 +125,24 @@ func TestCowInspectHugeChunks(t *testing.T) {
 		t.Errorf("cow inspect allocated %d bytes", n)
 	}
 }
+
+// TestUnsafeDirs: a config or lock directory another user could write to
+// is refused naming it, before any pool is read or changed.
+func TestUnsafeDirs(t *testing.T) {
+	e := newCLIEnv(t)
+	img := e.image("a.img", 16<<20)
+	e.mustRun("pool", "create", "vg", img)
+	for _, dir := range []string{e.path("cfg"), e.path("lock")} {
+		if err := os.Chmod(dir, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		code, _, errs := e.run("lv", "create", "vg/x", "--size", "4M", "--no-activate")
+		if code != exitError || !strings.Contains(errs, "directory "+dir+" is writable by group or others") {
+			t.Errorf("%s 0777: exit %d: %q", dir, code, errs)
+		}
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.mustRun("lv", "create", "vg/x", "--size", "4M", "--no-activate")
+}
