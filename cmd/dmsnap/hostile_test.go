@@ -146,3 +146,30 @@ func TestUnsafeDirs(t *testing.T) {
 	}
 	e.mustRun("lv", "create", "vg/x", "--size", "4M", "--no-activate")
 }
+
+// TestUnreadableSlotsOfPooledPV: a PV whose label is good but whose two
+// metadata slots are damaged stays part of its pool, whose description
+// comes from the other PV; discovery says so once, naming it.
+func TestUnreadableSlotsOfPooledPV(t *testing.T) {
+	e := newCLIEnv(t)
+	a := e.image("a.img", 16<<20)
+	b := e.image("b.img", 16<<20)
+	e.mustRun("pool", "create", "vg", a, b)
+	f, err := os.OpenFile(b, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, off := range []int64{8*512 + 16, (8+2048)*512 + 16} {
+		if _, err := f.WriteAt([]byte{0xff}, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close()
+	code, out, errs := e.run("pool", "ls")
+	if code != 0 || !strings.Contains(out, "vg ") {
+		t.Errorf("pool ls: exit %d:\n%s%s", code, out, errs)
+	}
+	if n := strings.Count(errs, "(pool vg is read from its other PVs)"); n != 1 || !strings.Contains(errs, b+": ") {
+		t.Errorf("pool ls: want one discovery warning naming %s, got %q", b, errs)
+	}
+}
