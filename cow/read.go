@@ -107,8 +107,16 @@ func (d Decoder) Walk(r io.ReaderAt, sizeBytes int64, fn func(area int, e Except
 	return st, err
 }
 
-// walk is Walk that also returns the raw bytes of the current area, which
-// the kernel keeps in memory (ps->area) and writes back on the next commit.
+// areaPieceBytes is the most of a metadata area Walk reads at a time.
+// Areas are a chunk long, up to 1 GiB; reading them in pieces keeps a
+// header naming huge chunks from costing that much memory.
+const areaPieceBytes = 1 << 20
+
+// walk is Walk that also returns the raw bytes of the current area from
+// its terminating record to the end of the piece holding it: the kernel
+// keeps the whole area in memory (ps->area) and writes it back on the next
+// commit, and the records before the terminator are rebuilt from the
+// exceptions (see [Store.currentArea]).
 func (d Decoder) walk(r io.ReaderAt, sizeBytes int64, fn func(area int, e Exception) error) (State, []byte, error) {
 	st, err := d.header(r, sizeBytes)
 	if err != nil || st.Fresh {
@@ -123,45 +131,59 @@ func (d Decoder) walk(r io.ReaderAt, sizeBytes int64, fn func(area int, e Except
 	}
 	perArea := st.PerArea()
 	stride := Chunk(perArea) + 1
-	buf := make([]byte, chunkBytes)
+	buf := make([]byte, min(chunkBytes, areaPieceBytes))
 	nextFree := Chunk(hdrChunks + 1)
-	for area := 0; ; area++ {
+	var tail []byte
+	read := func(b []byte, off int64, area int, loc Chunk) error {
+		if err := readFull(r, b, off); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				err = fmt.Errorf("%w: %w", ErrTruncated, err)
+			}
+			return fmt.Errorf("read area %d at chunk %d: %w", area, loc, err)
+		}
+		return nil
+	}
+	for area := 0; tail == nil; area++ {
 		loc := AreaLocation(c, area)
 		if loc >= sizeChunks {
 			return st, nil, fmt.Errorf("area %d at chunk %d: %d-chunk device: %w", area, loc, sizeChunks, ErrTruncated)
 		}
-		if err := readFull(r, buf, int64(loc)*chunkBytes); err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				err = fmt.Errorf("%w: %w", ErrTruncated, err)
+		base := int64(loc) * chunkBytes
+		for piece := int64(0); piece < chunkBytes && tail == nil; piece += int64(len(buf)) {
+			if err := read(buf, base+piece, area, loc); err != nil {
+				return st, nil, err
 			}
-			return st, nil, fmt.Errorf("read area %d at chunk %d: %w", area, loc, err)
-		}
-		full := true
-		for i := range perArea {
-			e := getException(buf[i*ExceptionSize:])
-			if e.New == 0 {
-				st.CurrentArea, st.CurrentCommitted = area, i
-				full = false
-				break
-			}
-			switch {
-			case e.New >= sizeChunks:
-				return st, nil, &RecordError{Area: area, Index: i, Exception: e, Err: ErrOutOfRange}
-			case e.New%stride == hdrChunks:
-				return st, nil, &RecordError{Area: area, Index: i, Exception: e, Err: ErrMetadataChunk}
-			}
-			if nextFree <= e.New {
-				nextFree = e.New + 1
-			}
-			st.Count++
-			if fn != nil {
-				if err := fn(area, e); err != nil {
-					return st, nil, err
+			for j := 0; j < len(buf)/ExceptionSize; j++ {
+				i := int(piece/ExceptionSize) + j
+				e := getException(buf[j*ExceptionSize:])
+				if e.New == 0 {
+					st.CurrentArea, st.CurrentCommitted = area, i
+					tail = buf[j*ExceptionSize:] // buf is not read into again
+					break
+				}
+				switch {
+				case e.New >= sizeChunks:
+					return st, nil, &RecordError{Area: area, Index: i, Exception: e, Err: ErrOutOfRange}
+				case e.New%stride == hdrChunks:
+					return st, nil, &RecordError{Area: area, Index: i, Exception: e, Err: ErrMetadataChunk}
+				}
+				if nextFree <= e.New {
+					nextFree = e.New + 1
+				}
+				st.Count++
+				if fn != nil {
+					if err := fn(area, e); err != nil {
+						return st, nil, err
+					}
 				}
 			}
 		}
-		if !full {
-			break
+		// The kernel reads the whole current area: it must be readable
+		// to its end even where this walk stopped early.
+		if end := base + chunkBytes - 1; tail != nil && int64(len(buf)) < chunkBytes {
+			if err := read(make([]byte, 1), end, area, loc); err != nil {
+				return st, nil, err
+			}
 		}
 	}
 	// skip_metadata
@@ -169,7 +191,7 @@ func (d Decoder) walk(r io.ReaderAt, sizeBytes int64, fn func(area int, e Except
 		nextFree++
 	}
 	st.NextFree = nextFree
-	return st, buf, nil
+	return st, tail, nil
 }
 
 // header reads and classifies the header in the kernel's order: magic

@@ -16,7 +16,25 @@ type Store struct {
 	st    State
 	disk  []Exception // on-disk order
 	byOld []Exception // sorted by Old; shares disk's array if already sorted
-	tail  []byte      // raw bytes of the current area (ps->area)
+	// tail is the raw current area (ps->area) from its terminating record
+	// to the end of the piece Walk read it in (at most 1 MiB); the rest
+	// of the area is taken as zero, as the kernel leaves it.
+	tail []byte
+}
+
+// currentArea fills b with the current area's bytes from offset off of the
+// area: its records, then the raw tail, then zeros.
+func (s *Store) currentArea(b []byte, off int64) {
+	clear(b)
+	per := s.st.PerArea()
+	recs := s.disk[s.st.CurrentArea*per:]
+	for i := int(off / ExceptionSize); i < len(recs) && int64(i)*ExceptionSize < off+int64(len(b)); i++ {
+		putException(b[int64(i)*ExceptionSize-off:], recs[i])
+	}
+	if t := int64(s.st.CurrentCommitted) * ExceptionSize; t < off+int64(len(b)) && t+int64(len(s.tail)) > off {
+		src := s.tail[max(off-t, 0):]
+		copy(b[max(t-off, 0):], src)
+	}
 }
 
 // Open is [Decoder.Open] with the zero Decoder.

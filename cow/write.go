@@ -70,7 +70,7 @@ func NewWriter(w io.WriterAt, s *Store) (*Writer, error) {
 		return nil, fmt.Errorf("new writer: %w", ErrInvalidated)
 	}
 	cw := newWriter(w, st.SizeBytes, st.ChunkSectors)
-	copy(cw.area, s.tail)
+	s.currentArea(cw.area, 0)
 	cw.currentArea, cw.committed, cw.nextFree = st.CurrentArea, st.CurrentCommitted, st.NextFree
 	return cw, nil
 }
@@ -166,8 +166,9 @@ func (w *Writer) commit() error {
 
 // Encode writes the metadata of s to w: the header chunk (zero-padded, as
 // write_header does) and metadata areas 0 through the current area. Full
-// areas are rebuilt from the exceptions; the current area is written from
-// the raw bytes it was read from, as the kernel would. For a store written
+// areas are rebuilt from the exceptions; the current area from its
+// exceptions and the raw bytes read after them, as the kernel would
+// (beyond the first MiB piece holding the terminating record, as zeros). For a store written
 // by the kernel the result equals the original metadata chunks byte for
 // byte. Data chunks are not touched. For a fresh store Encode clears the
 // start of the device as [Zero] does.
@@ -189,10 +190,11 @@ func Encode(w io.WriterAt, s *Store) error {
 			return err
 		}
 	}
-	if len(s.tail) != len(buf) {
+	if s.tail == nil {
 		return errors.New("encode: store has no current area")
 	}
-	if err := writeArea(w, st.ChunkSectors, st.CurrentArea, s.tail); err != nil {
+	s.currentArea(buf, 0)
+	if err := writeArea(w, st.ChunkSectors, st.CurrentArea, buf); err != nil {
 		return err
 	}
 	return syncIfPossible(w)

@@ -25,6 +25,10 @@ const (
 	DefaultSlotSize dm.Sector = 2048
 	// MinSlotSize is the smallest metadata slot accepted.
 	MinSlotSize dm.Sector = 8
+	// MaxSlotSize is the largest metadata slot accepted, on create and on
+	// read: 16 MiB, about 100000 volumes. It bounds what reading a
+	// hostile label can make dmsnap allocate.
+	MaxSlotSize dm.Sector = 32768
 	// PEAlign aligns the first extent: 1 MiB, as LVM2's default.
 	PEAlign dm.Sector = 2048
 
@@ -128,16 +132,31 @@ func decodeLabel(b []byte) (Label, error) {
 }
 
 func (l Label) check() error {
-	const maxSectors = 1 << 54 // 8 EiB: keeps every sum below 2^64 bytes
 	switch {
-	case l.DeviceSize > maxSectors || l.SlotSize > maxSectors || l.PEStart > maxSectors || l.MetadataStart > maxSectors:
+	case l.DeviceSize > MaxSize || l.PEStart > MaxSize || l.MetadataStart > MaxSize:
 		return errors.New("field out of range")
 	case l.MetadataStart*dm.SectorSize < LabelOffset+LabelSize:
 		return fmt.Errorf("metadata at sector %d overlaps the label", l.MetadataStart)
-	case l.SlotSize < MinSlotSize:
-		return fmt.Errorf("slot size %d sectors below minimum %d", l.SlotSize, MinSlotSize)
+	case l.SlotSize < MinSlotSize || l.SlotSize > MaxSlotSize:
+		return fmt.Errorf("slot size %d sectors outside %d to %d", l.SlotSize, MinSlotSize, MaxSlotSize)
 	case l.PEStart < l.MetadataStart+2*l.SlotSize:
 		return fmt.Errorf("first extent at sector %d overlaps the metadata area", l.PEStart)
+	}
+	return nil
+}
+
+// checkDevice checks l against the device it was read from, whose real
+// size is sizeBytes: the metadata area must lie on it, and the label must
+// not claim a device larger than the real one (a truncated image, or a
+// label copied from elsewhere), since the extents it maps would then read
+// past the end.
+func (l Label) checkDevice(sizeBytes int64) error {
+	size := dm.Sector(max(sizeBytes, 0) / dm.SectorSize)
+	switch {
+	case l.PEStart > size:
+		return fmt.Errorf("metadata area ends at sector %d, beyond the device's %d sectors", l.PEStart, size)
+	case l.DeviceSize > size:
+		return fmt.Errorf("label says the device has %d sectors, it has %d", l.DeviceSize, size)
 	}
 	return nil
 }
@@ -228,6 +247,9 @@ func decodePayload(h slotHeader, payload []byte) (*Pool, error) {
 	if got := crc32c(payload); got != h.PayloadCRC {
 		return nil, fmt.Errorf("payload: checksum %08x, want %08x: %w", got, h.PayloadCRC, ErrCorrupt)
 	}
+	if err := checkDensity(payload); err != nil {
+		return nil, fmt.Errorf("payload: %w: %w", err, ErrCorrupt)
+	}
 	var probe struct {
 		Format  string `json:"format"`
 		Version int    `json:"version"`
@@ -261,6 +283,35 @@ func decodePayload(h slotHeader, payload []byte) (*Pool, error) {
 		return nil, fmt.Errorf("payload: %w: %w", err, ErrCorrupt)
 	}
 	return p, nil
+}
+
+// minObjectBytes is the fewest document bytes per JSON object accepted.
+// Every object dmsnap writes but the small pending-op argument maps holds
+// a 32-digit UUID, so real documents have well over 40 bytes per object.
+const minObjectBytes = 16
+
+// checkDensity refuses a document with more objects than its size allows.
+// A decoded object costs up to ~80 bytes (a Snapshot or Volume), so
+// "[{},{},...]" would otherwise make a slot cost some 50 times its size;
+// with this bound decoding stays within ~10 times.
+func checkDensity(doc []byte) error {
+	objects, inString, escaped := 0, false, false
+	for _, c := range doc {
+		switch {
+		case escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case c == '"':
+			inString = !inString
+		case !inString && c == '{':
+			objects++
+		}
+	}
+	if objects*minObjectBytes > len(doc) {
+		return fmt.Errorf("%d objects in %d bytes, more than one per %d bytes", objects, len(doc), minObjectBytes)
+	}
+	return nil
 }
 
 // decodeSlot decodes a whole slot: header followed by payload.

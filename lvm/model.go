@@ -234,7 +234,9 @@ func (p *Pool) Sectors(n ExtentCount) dm.Sector { return dm.Sector(n) * p.Extent
 
 // Validate checks the invariants of p: valid names and UUIDs, unique names
 // and UUIDs, segments inside their PVs and not overlapping, snapshot
-// records that refer to volumes of the right kinds. The error wraps
+// records that refer to volumes of the right kinds, and the limits the CLI
+// enforces on new objects (device-mapper name length, chunk size). The
+// error wraps
 // [ErrInvalidModel].
 func (p *Pool) Validate() error {
 	if err := p.validate(); err != nil {
@@ -290,6 +292,11 @@ func (p *Pool) validate() error {
 		if err := ValidateName("volume", v.Name); err != nil {
 			return err
 		}
+		// As strict as the CLI: a name the kernel cannot take is refused
+		// here, not by a failed ioctl halfway through activation.
+		if err := checkDMName(p.Name, v.Name); err != nil {
+			return err
+		}
 		if names[v.Name] {
 			return fmt.Errorf("volume %q: duplicate name", v.Name)
 		}
@@ -342,8 +349,8 @@ func (p *Pool) validate() error {
 		if !s.Store.Valid() {
 			return fmt.Errorf("snapshot %q: unknown store %q", cow.Name, s.Store)
 		}
-		if s.ChunkSize == 0 || s.ChunkSize&(s.ChunkSize-1) != 0 {
-			return fmt.Errorf("snapshot %q: chunk size %d is not a power of two", cow.Name, s.ChunkSize)
+		if err := dm.CheckChunkSectors(s.ChunkSize); err != nil {
+			return fmt.Errorf("snapshot %q: %w", cow.Name, err)
 		}
 		switch s.State {
 		case SnapshotActive, SnapshotInvalid, SnapshotOverflow, SnapshotMerging, SnapshotMergeFailed:

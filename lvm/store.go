@@ -3,6 +3,7 @@ package lvm
 import (
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"slices"
 
 	"github.com/dmsnap/dmsnap/dm"
@@ -64,8 +65,17 @@ func readSlot(d Disk, l Label, i int) slotRead {
 		r.err = fmt.Errorf("slot belongs to pool %s, label to %s: %w", h.Pool, l.Pool, ErrCorrupt)
 	case h.Length > l.maxPayload():
 		r.err = fmt.Errorf("payload of %d bytes exceeds the slot: %w", h.Length, ErrCorrupt)
+	case h.Length > uint64(max(d.Size()-off-slotHeaderSize, 0)):
+		r.err = fmt.Errorf("payload of %d bytes runs past the end of the %d-byte device: %w", h.Length, d.Size(), ErrCorrupt)
 	}
 	if r.err != nil {
+		return r
+	}
+	// The header's CRC only proves the header was written whole, not that
+	// its Length is sane: check the payload's CRC in bounded pieces before
+	// allocating Length bytes for it.
+	if err := checkPayloadCRC(d, off+slotHeaderSize, h); err != nil {
+		r.err = err
 		return r
 	}
 	payload := make([]byte, h.Length)
@@ -75,6 +85,28 @@ func readSlot(d Disk, l Label, i int) slotRead {
 	}
 	r.pool, r.err = decodePayload(h, payload)
 	return r
+}
+
+// crcPiece is how much of a payload checkPayloadCRC reads at a time.
+const crcPiece = 64 << 10
+
+// checkPayloadCRC reads the h.Length payload bytes at off in pieces of
+// [crcPiece] and compares their CRC with the header's.
+func checkPayloadCRC(d Disk, off int64, h slotHeader) error {
+	buf := make([]byte, min(h.Length, crcPiece))
+	var crc uint32
+	for n := uint64(0); n < h.Length; {
+		b := buf[:min(h.Length-n, uint64(len(buf)))]
+		if err := readFull(d, b, off+int64(n)); err != nil {
+			return fmt.Errorf("read: %w", err)
+		}
+		crc = crc32.Update(crc, castagnoli, b)
+		n += uint64(len(b))
+	}
+	if crc != h.PayloadCRC {
+		return fmt.Errorf("payload: checksum %08x, want %08x: %w", crc, h.PayloadCRC, ErrCorrupt)
+	}
+	return nil
 }
 
 // readSlots reads both slots and returns the index of the valid one with
@@ -128,6 +160,9 @@ func ReadLabel(d Disk) (Label, error) {
 	l, err := decodeLabel(b)
 	if err != nil {
 		return Label{}, fmt.Errorf("%s: %w", diskName(d), err)
+	}
+	if err := l.checkDevice(d.Size()); err != nil {
+		return Label{}, fmt.Errorf("%s: label: %w: %w", diskName(d), err, ErrCorrupt)
 	}
 	return l, nil
 }
@@ -203,8 +238,8 @@ func newPV(p *Pool, d Disk, opts CreateOptions) (PV, Label, error) {
 	if slot == 0 {
 		slot = DefaultSlotSize
 	}
-	if slot < MinSlotSize {
-		return PV{}, Label{}, fmt.Errorf("metadata slot size %s below minimum %s: %w", FormatSize(slot), FormatSize(MinSlotSize), ErrBadSize)
+	if slot < MinSlotSize || slot > MaxSlotSize {
+		return PV{}, Label{}, fmt.Errorf("metadata slot size %s: must be from %s to %s: %w", FormatSize(slot), FormatSize(MinSlotSize), FormatSize(MaxSlotSize), ErrBadSize)
 	}
 	if !opts.Force {
 		if err := DetectSignature(d); err != nil {

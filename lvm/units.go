@@ -27,6 +27,11 @@ const (
 	MaxExtentSize     dm.Sector = 1 << 25
 )
 
+// MaxSize is the largest size dmsnap handles: 2^54 sectors (8 EiB), so
+// that a size in bytes fits an int64 (file offsets) and sums of two sizes
+// cannot wrap. The PV label's size fields are bounded by it too.
+const MaxSize dm.Sector = 1 << 54
+
 // ErrBadSize is wrapped by every size parsing and validation error.
 var ErrBadSize = errors.New("invalid size")
 
@@ -57,7 +62,8 @@ var unitShift = map[byte]uint{'k': 10, 'm': 20, 'g': 30, 't': 40, 'p': 50, 'e': 
 // unit. Units are "s" (512-byte sectors) and K, M, G, T, P, E (powers of
 // 1024, either case, optionally followed by "iB" or "B"): "100M", "10G",
 // "512K", "1.5G", "2048s". The result must be a whole, nonzero number of
-// sectors. Errors wrap [ErrBadSize] and say what is wrong.
+// sectors, at most [MaxSize]. Errors wrap [ErrBadSize] and say what is
+// wrong.
 func ParseSize(s string) (dm.Sector, error) {
 	n, err := parseSize(s)
 	if err != nil {
@@ -140,9 +146,14 @@ func parseSize(s string) (dm.Sector, error) {
 			den *= 10
 		}
 	}
+	tooLarge := func() error { return bad("too large: the limit is %s (%d sectors)", FormatSize(MaxSize), MaxSize) }
 	if sectors {
 		if fp != 0 {
 			return 0, bad("sector counts must be whole numbers")
+		}
+		// Checked before any conversion to bytes, which would wrap.
+		if ip > uint64(MaxSize) {
+			return 0, tooLarge()
 		}
 		return dm.Sector(ip), nil
 	}
@@ -167,6 +178,9 @@ func parseSize(s string) (dm.Sector, error) {
 	}
 	if b%dm.SectorSize != 0 {
 		return 0, bad("not a whole number of %d-byte sectors", dm.SectorSize)
+	}
+	if b/dm.SectorSize > uint64(MaxSize) {
+		return 0, tooLarge()
 	}
 	return dm.Sector(b / dm.SectorSize), nil
 }

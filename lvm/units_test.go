@@ -42,6 +42,23 @@ func TestParseSize(t *testing.T) {
 	}
 }
 
+// TestParseSizeOverflow: a sector count whose byte size wraps 2^64
+// ("36028797018980352s" is 2^64 + 8 MiB bytes: an 8 MiB image before the
+// fix) is refused naming the value, as is anything above MaxSize.
+func TestParseSizeOverflow(t *testing.T) {
+	for _, in := range []string{"36028797018980352s", "18014398509481985s", "18446744073709551615s", "15E", "8.5E", "9007199254740993K"} {
+		n, err := ParseSize(in)
+		if !errors.Is(err, ErrBadSize) || !strings.Contains(err.Error(), in) || !strings.Contains(err.Error(), "too large") {
+			t.Errorf("ParseSize(%q) = %d, %v; want ErrBadSize naming the value and saying too large", in, n, err)
+		}
+	}
+	for _, in := range []string{"18014398509481984s", "8E", "8EiB"} {
+		if n, err := ParseSize(in); err != nil || n != MaxSize {
+			t.Errorf("ParseSize(%q) = %d, %v; want MaxSize", in, n, err)
+		}
+	}
+}
+
 func TestExtentsFor(t *testing.T) {
 	if n, r := ExtentsFor(8192, DefaultExtentSize); n != 1 || r {
 		t.Errorf("4M in 4M extents: %d, %v", n, r)

@@ -114,17 +114,38 @@ type cowSource struct {
 	direct   bool
 	holders  []string // dm devices holding a block device
 	fallback *os.File // buffered descriptor after O_DIRECT failed
+	// dio is what directReader reads with O_DIRECT: f (tests replace it).
+	dio io.ReaderAt
+	// strict forbids the fallback to buffered reads: see
+	// openCowSourceDirect.
+	strict bool
 }
 
-// openCowSource opens path read-only.
-func openCowSource(path string) (*cowSource, error) {
+// errNoDirect: a block device that must be read with O_DIRECT cannot be.
+var errNoDirect = errors.New("O_DIRECT read refused")
+
+// openCowSource opens path read-only. A block device is read with
+// O_DIRECT, falling back to buffered reads (s.direct false, which
+// inspect and verify report) if the device refuses it.
+func openCowSource(path string) (*cowSource, error) { return openSource(path, false) }
+
+// openCowSourceDirect is openCowSource for ingest, which must not fall
+// back: a buffered read can return a stale page cache of the device and so
+// miss chunks the kernel has written, under-copying without any error. A
+// device that refuses O_DIRECT is an error wrapping [errNoDirect].
+func openCowSourceDirect(path string) (*cowSource, error) { return openSource(path, true) }
+
+func openSource(path string, strict bool) (*cowSource, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, err
 	}
-	s := &cowSource{path: path, block: fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0}
+	s := &cowSource{path: path, block: fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0, strict: strict}
 	if !s.block && !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s: not a block device or a regular file", path)
+	}
+	if s.block && strict && sys.OpenFlagsDirect == 0 {
+		return nil, fmt.Errorf("%s: %w: this platform has no O_DIRECT", path, errNoDirect)
 	}
 	flags := os.O_RDONLY | sys.OpenFlagsCloexec
 	if s.block {
@@ -141,6 +162,7 @@ func openCowSource(path string) (*cowSource, error) {
 			return nil, fmt.Errorf("size of %s: %w", path, err)
 		}
 		s.direct = sys.OpenFlagsDirect != 0
+		s.dio = s.f
 		s.r = &directReader{s: s}
 		s.holders = blockHolders(path)
 	} else {
@@ -172,7 +194,8 @@ func (s *cowSource) liveNote() string {
 // directReader reads a block device opened with O_DIRECT through a bounce
 // buffer, aligning offsets and lengths to 4 KiB. Go allocates buffers of
 // this size page-aligned; should a read still fail with EINVAL, it falls
-// back to a buffered descriptor (and says so in s.direct).
+// back to a buffered descriptor (and says so in s.direct), or with
+// s.strict fails with [errNoDirect].
 type directReader struct {
 	s   *cowSource
 	buf []byte
@@ -195,8 +218,11 @@ func (d *directReader) ReadAt(p []byte, off int64) (int, error) {
 		}
 		start := pos &^ (directAlign - 1)
 		want := min(int64(len(d.buf)), (pos+int64(len(p)-n)-start+directAlign-1)&^(directAlign-1), d.s.size-start)
-		m, err := d.s.f.ReadAt(d.buf[:want], start)
+		m, err := d.s.dio.ReadAt(d.buf[:want], start)
 		if err != nil && m == 0 {
+			if errors.Is(err, sys.EINVAL) && d.s.strict {
+				return n, fmt.Errorf("read %s with O_DIRECT: %w: %w (a buffered read could miss chunks through a stale page cache)", d.s.path, err, errNoDirect)
+			}
 			if errors.Is(err, sys.EINVAL) && n == 0 {
 				fb, ferr := os.OpenFile(d.s.path, os.O_RDONLY|sys.OpenFlagsCloexec, 0)
 				if ferr != nil {

@@ -385,10 +385,10 @@ func retireCursor(ctx context.Context, gopts *globalOptions, s *snapSession, poo
 	}
 }
 
-// cursorPlan reads the cursor's COW (O_DIRECT, the page cache could be
-// stale) and plans the copy of the chunks it lists.
+// cursorPlan reads the cursor's COW (O_DIRECT only, the page cache could
+// be stale) and plans the copy of the chunks it lists.
 func cursorPlan(pool, cursor string, originBytes int64) (ingest.Plan, error) {
-	src, err := openCowSource(dm.DevicePath(lvm.DMName(pool, cursor, lvm.LayerCOW)))
+	src, err := openCowSourceDirect(dm.DevicePath(lvm.DMName(pool, cursor, lvm.LayerCOW)))
 	if err != nil {
 		return ingest.Plan{}, fmt.Errorf("cursor %s/%s: %w", pool, cursor, err)
 	}
@@ -403,7 +403,7 @@ func cursorPlan(pool, cursor string, originBytes int64) (ingest.Plan, error) {
 // copyIntoZvol copies plan from the frozen snapshot pool/snap into the
 // zvol's block device and syncs it.
 func copyIntoZvol(ctx context.Context, pool, snap, dataset string, plan ingest.Plan, opts ingest.CopyOptions) (ingest.Stats, error) {
-	src, err := openCowSource(dm.DevicePath(lvm.DMName(pool, snap, lvm.LayerNone)))
+	src, err := openCowSourceDirect(dm.DevicePath(lvm.DMName(pool, snap, lvm.LayerNone)))
 	if err != nil {
 		return ingest.Stats{}, err
 	}

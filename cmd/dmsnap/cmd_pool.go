@@ -513,15 +513,23 @@ func loadAllPools(gopts *globalOptions, d *discovery) ([]*openedPool, error) {
 	return out, nil
 }
 
+// anyUnreadable reports whether discovery skipped one of images as
+// unreadable, and so has already warned about it.
+func anyUnreadable(d *discovery, images []string) bool {
+	for _, img := range images {
+		if s, err := classify(img); err == nil && d.Unreadable[s.Path] != "" {
+			return true
+		}
+	}
+	return false
+}
+
 func runPoolList(_ context.Context, gopts *globalOptions) error {
 	d, err := discover(gopts, nil)
 	if err != nil {
 		return err
 	}
-	gopts.warn(d.Warnings...)
-	for _, why := range sortedValues(d.Unreadable) {
-		gopts.warn("unreadable PV: " + why)
-	}
+	gopts.warn(d.Warnings...) // unreadable PVs included
 	st, err := loadState(gopts)
 	if err != nil {
 		return err
@@ -539,8 +547,8 @@ func runPoolList(_ context.Context, gopts *globalOptions) error {
 	for _, o := range pools {
 		found[o.Store.Pool.Name] = true
 	}
-	for name := range st.Pools {
-		if !found[name] {
+	for name, sp := range st.Pools {
+		if !found[name] && !anyUnreadable(d, sp.Images) {
 			gopts.warn(fmt.Sprintf("pool %s is in the state file but none of its PVs was found (missing images: %s)", name, strings.Join(d.MissingImages[name], ", ")))
 		}
 	}

@@ -305,6 +305,7 @@ func TestPoolBadInput(t *testing.T) {
 		{"image exists", []string{"pool", "create", "vg3", "--file", b, "--size", "16M"}, exitError, "already exists"},
 		{"image without size", []string{"pool", "create", "vg3", "--file", e.path("new.img")}, exitUsage, "--file needs --size"},
 		{"image too small", []string{"pool", "create", "vg3", "--file", e.path("new.img"), "--size", "2M"}, exitUsage, "too small"},
+		{"image size overflows", []string{"pool", "create", "vg3", "--file", e.path("new.img"), "--size", "36028797018980352s"}, exitUsage, `size "36028797018980352s": too large`},
 		{"size without file", []string{"pool", "create", "vg3", b, "--size", "2G"}, exitUsage, "give --file too"},
 		{"lv size zero", []string{"lv", "create", "vg/x", "--size", "0M", "--no-activate"}, exitUsage, "invalid size"},
 		{"lv size bad unit", []string{"lv", "create", "vg/x", "--size", "10Q", "--no-activate"}, exitUsage, "invalid size"},

@@ -38,7 +38,8 @@ var errReplicaGUID = errors.New("received snapshot's guid differs from the sent 
 var errNothingToResume = errors.New("no interrupted receive to resume")
 
 const replicateDescription = `Sends the snapshots of DATASET that TARGET lacks: zfs send | zfs receive -s -u TARGET,
-through no shell (with --to-host, the receive runs as "ssh DEST zfs receive ...").
+through no shell (with --to-host, the receive runs as "ssh -o BatchMode=yes DEST zfs receive ...":
+ssh fails instead of prompting, so set up key authentication).
 
 The base is the newest TARGET snapshot whose guid the sender has as a snapshot or, once
 pruned, as a bookmark (send -i DATASET#bm). No common guid: a TARGET that does not exist
@@ -322,7 +323,7 @@ func (rp *replication) receiveArgv(force bool) []string {
 	a := zfs.ReceiveArgs(rp.opts.Target, force)
 	a = append([]string{"zfs"}, a...)
 	if rp.opts.ToHost != "" {
-		a = append([]string{"ssh", rp.opts.ToHost}, a...)
+		a = append(sshVia(rp.opts.ToHost), a...)
 	}
 	return a
 }

@@ -447,27 +447,27 @@ func TestReplicateReceiveFails(t *testing.T) {
 	}
 }
 
-// TestReplicateToHost: the receiver side runs as "ssh DEST zfs ...", each
-// argument separate; names a remote shell would reinterpret are usage
+// TestReplicateToHost: the receiver side runs as "ssh -o BatchMode=yes
+// DEST zfs ...", each argument separate; names a remote shell would reinterpret are usage
 // errors.
 func TestReplicateToHost(t *testing.T) {
 	f := newFakeZFS(t)
 	f.on("zfs version -j", zok(zfsVersion232))
-	f.on("ssh root@backup1 zfs version -j", zok(zfsVersion232))
+	f.on("ssh -o BatchMode=yes root@backup1 zfs version -j", zok(zfsVersion232))
 	f.on(zfsListKey("tank/vol"), zok(replSenderListing()))
-	f.on("ssh root@backup1 "+zfsGetKey("backup/vol", "receive_resume_token"), zfail("cannot open 'backup/vol': dataset does not exist\n"))
-	f.on("ssh root@backup1 zfs get -Hp -o property,value guid backup", zok("guid\t5\n"))
+	f.on("ssh -o BatchMode=yes root@backup1 "+zfsGetKey("backup/vol", "receive_resume_token"), zfail("cannot open 'backup/vol': dataset does not exist\n"))
+	f.on("ssh -o BatchMode=yes root@backup1 zfs get -Hp -o property,value guid backup", zok("guid\t5\n"))
 	f.on("zfs send -nvP "+zsnap(3), zestimate("", zsnap(3), 10))
 	f.on("zfs send "+zsnap(3), zok("FULL"))
-	f.on("ssh root@backup1 zfs receive -s -u backup/vol", zok(""))
-	f.on("ssh root@backup1 zfs get -Hp -o property,value guid backup/vol@"+zdn(3), zok("guid\t103\n"))
+	f.on("ssh -o BatchMode=yes root@backup1 zfs receive -s -u backup/vol", zok(""))
+	f.on("ssh -o BatchMode=yes root@backup1 zfs get -Hp -o property,value guid backup/vol@"+zdn(3), zok("guid\t103\n"))
 	expectReplRecord(f, zsnap(3), "103 root@backup1:backup/vol", "root@backup1:backup/vol")
 	out, errs, err := runReplicateFake(t, f, false, replicateOptions{Dataset: "tank/vol", Target: "backup/vol", ToHost: "root@backup1"})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, errs)
 	}
-	if f.stdin["ssh root@backup1 zfs receive -s -u backup/vol"] != "FULL" ||
-		!strings.Contains(out, "| ssh root@backup1 zfs receive -s -u backup/vol") {
+	if f.stdin["ssh -o BatchMode=yes root@backup1 zfs receive -s -u backup/vol"] != "FULL" ||
+		!strings.Contains(out, "| ssh -o BatchMode=yes root@backup1 zfs receive -s -u backup/vol") {
 		t.Errorf("calls %q\n%s", f.calls, out)
 	}
 
@@ -503,8 +503,8 @@ func TestReplicateEnvironmentErrors(t *testing.T) {
 	}
 	f = newFakeZFS(t)
 	f.on("zfs version -j", zok(zfsVersion232))
-	f.on("ssh backup1 zfs version -j", zfail("bash: line 1: zfs: command not found\n"))
-	f.on("ssh backup1 zfs version", zfail("bash: line 1: zfs: command not found\n"))
+	f.on("ssh -o BatchMode=yes backup1 zfs version -j", zfail("bash: line 1: zfs: command not found\n"))
+	f.on("ssh -o BatchMode=yes backup1 zfs version", zfail("bash: line 1: zfs: command not found\n"))
 	// The fake cannot exit 127; the remote stderr is quoted instead.
 	if _, _, err := runReplicateFake(t, f, false, replicateOptions{Dataset: "tank/vol", Target: "backup/vol", ToHost: "backup1"}); err == nil ||
 		!strings.Contains(err.Error(), "receiver backup1: ") {

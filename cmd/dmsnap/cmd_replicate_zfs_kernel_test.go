@@ -380,7 +380,7 @@ func TestReplicateZFSKernel(t *testing.T) {
 	// --to-host through a stand-in ssh: sshd hands the joined words to
 	// the user's shell, which is what sh -c "$*" does.
 	bin := t.TempDir()
-	fake := "#!/bin/sh\nshift\nexec sh -c \"$*\"\n"
+	fake := "#!/bin/sh\nwhile [ \"$1\" = -o ]; do shift 2; done\nshift\nexec sh -c \"$*\"\n"
 	if err := os.WriteFile(filepath.Join(bin, "ssh"), []byte(fake), 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -34,11 +34,16 @@ func defaultZFSEnv(gopts *globalOptions) zfsEnv {
 	return zfsEnv{
 		local: &zfs.Runner{},
 		remote: func(dest string) *zfs.Runner {
-			return &zfs.Runner{Via: []string{"ssh", dest}}
+			return &zfs.Runner{Via: sshVia(dest)}
 		},
 		isTTY: isTerminal(gopts.stderr),
 	}
 }
+
+// sshVia is the argv prefix that runs a command on an ssh destination.
+// BatchMode makes ssh fail at once where it would prompt for a password or
+// passphrase: replicate under cron has no one to answer and would hang.
+func sshVia(dest string) []string { return []string{"ssh", "-o", "BatchMode=yes", dest} }
 
 // explainZFS says what to do about environment failures of zfs(8); side
 // ("", "receiver host1: ") says where it happened.

@@ -88,7 +88,7 @@ func (f *fakeZFS) mutations() []string {
 	for _, c := range f.calls {
 		w := strings.Fields(c)
 		if w[0] == "ssh" {
-			w = w[2:]
+			w = w[len(sshVia("")):]
 		}
 		switch w[1] {
 		case "receive", "destroy", "bookmark", "set", "inherit", "snapshot", "rollback":
@@ -151,7 +151,7 @@ const (
 func fakeZFSEnv(f *fakeZFS) zfsEnv {
 	return zfsEnv{
 		local:  &zfs.Runner{Exec: f},
-		remote: func(dest string) *zfs.Runner { return &zfs.Runner{Exec: f, Via: []string{"ssh", dest}} },
+		remote: func(dest string) *zfs.Runner { return &zfs.Runner{Exec: f, Via: sshVia(dest)} },
 	}
 }
 
@@ -368,14 +368,20 @@ func TestZFSPrunePartial(t *testing.T) {
 	}
 }
 
-// The default environment runs zfs from $PATH here and ssh for --to-host.
+// The default environment runs zfs from $PATH here and ssh for --to-host,
+// in batch mode: a password prompt would hang replicate under cron.
 func TestDefaultZFSEnv(t *testing.T) {
 	gopts, _, _ := zfsTestGopts(t, false)
 	env := defaultZFSEnv(gopts)
 	if env.local.Via != nil || env.isTTY {
 		t.Errorf("local %+v tty %v", env.local, env.isTTY)
 	}
-	if r := env.remote("root@backup1"); !slices.Equal(r.Via, []string{"ssh", "root@backup1"}) {
-		t.Errorf("remote via %q", r.Via)
+	want := []string{"ssh", "-o", "BatchMode=yes", "root@backup1"}
+	if r := env.remote("root@backup1"); !slices.Equal(r.Via, want) {
+		t.Errorf("remote via %q, want %q", r.Via, want)
+	}
+	rp := &replication{opts: replicateOptions{Target: "backup/vol", ToHost: "root@backup1"}}
+	if got := rp.receiveArgv(false); !slices.Equal(got[:len(want)], want) || got[len(want)] != "zfs" {
+		t.Errorf("receive argv %q, want it to start with %q zfs", got, want)
 	}
 }

@@ -110,6 +110,11 @@ func (g *globalOptions) statePath() string { return filepath.Join(g.configDir(),
 // loadState reads the state file; a missing file is an empty state.
 func loadState(g *globalOptions) (*state, error) {
 	st := &state{Version: stateVersion, Pools: map[string]statePool{}}
+	// The state file names the images discovery opens: only root (or
+	// this user) may be able to replace it.
+	if err := lock.CheckDir(g.configDir()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("state: %w", err)
+	}
 	b, err := os.ReadFile(g.statePath())
 	if errors.Is(err, fs.ErrNotExist) {
 		return st, nil

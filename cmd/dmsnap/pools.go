@@ -49,9 +49,10 @@ type discovery struct {
 	// MissingImages lists, by pool name, remembered image files that
 	// are gone.
 	MissingImages map[string][]string
-	// Unreadable maps a PV's path to why its metadata cannot be read
-	// (unknown version, both slots corrupt): such a PV belongs to no
-	// pool this dmsnap can name, and commands must say why.
+	// Unreadable maps the path of a disk whose label or metadata cannot
+	// be read or parsed (damaged or hostile label, unknown version, both
+	// slots corrupt) to why: such a disk belongs to no pool this dmsnap
+	// can name, and commands must say why. Each is in Warnings once too.
 	Unreadable map[string]string
 }
 
@@ -203,33 +204,32 @@ func discover(g *globalOptions, extra []string) (*discovery, error) {
 		bySource[fd] = s
 	}
 	results, warns := lvm.Scan(disks)
-	unreadablePV := map[lvm.UUID]bool{}
+	readable := map[string]bool{} // path -> its PV has pool metadata
 	for _, r := range results {
-		if r.PoolName == "" {
-			unreadablePV[r.Label.PV] = true
-		}
+		readable[bySource[r.Disk].Path] = r.PoolName != ""
 	}
+	// A disk whose label or metadata cannot be read or parsed is skipped
+	// with one warning naming it, whatever else it is; discovery goes on
+	// with the others. Scan's warnings about it are folded into that one.
+	why := map[string][]string{}
 	for _, w := range warns {
-		if w.PV != "" && unreadablePV[w.PV] {
-			continue // reported through Unreadable, by the command that needs the pool
+		switch {
+		case w.Disk == "":
+			d.Warnings = append(d.Warnings, w.String())
+		case readable[w.Disk]:
+			// A damaged slot of a PV that still has valid metadata.
+			if strings.HasPrefix(w.Msg, w.Disk) {
+				d.Warnings = append(d.Warnings, w.Msg) // already names the disk
+			} else {
+				d.Warnings = append(d.Warnings, w.String())
+			}
+		default:
+			why[w.Disk] = append(why[w.Disk], strings.TrimPrefix(w.Msg, w.Disk+": "))
 		}
-		if w.Disk != "" && strings.HasPrefix(w.Msg, w.Disk) {
-			d.Warnings = append(d.Warnings, w.Msg) // already names the disk
-			continue
-		}
-		d.Warnings = append(d.Warnings, w.String())
 	}
 	pools := map[lvm.UUID]*foundPool{}
 	for _, r := range results {
 		s := bySource[r.Disk]
-		if r.PoolName == "" {
-			// Scan reports the slot error last among this PV's warnings.
-			for _, w := range warns {
-				if w.PV == r.Label.PV {
-					d.Unreadable[s.Path] = w.Msg
-				}
-			}
-		}
 		p := pools[r.Label.Pool]
 		if p == nil {
 			p = &foundPool{UUID: r.Label.Pool, Sources: map[lvm.UUID]pvSource{}}
@@ -246,10 +246,31 @@ func discover(g *globalOptions, extra []string) (*discovery, error) {
 	}
 	for _, p := range pools {
 		if p.Name == "" {
-			// Each of its PVs is already in Warnings and Unreadable.
-			continue
+			continue // each of its PVs is in why
 		}
 		d.Pools = append(d.Pools, p)
+	}
+	poolOf := map[string]string{} // path -> name of the pool using it
+	for _, p := range pools {
+		for _, s := range p.Sources {
+			poolOf[s.Path] = p.Name
+		}
+	}
+	bad := make([]string, 0, len(why))
+	for path := range why {
+		bad = append(bad, path)
+	}
+	sort.Strings(bad)
+	for _, path := range bad {
+		msg := path + ": " + strings.Join(why[path], "; ")
+		if name := poolOf[path]; name != "" {
+			// Its label is good: pool name and layout come from the
+			// pool's other PVs, and loading the pool says more.
+			d.Warnings = append(d.Warnings, msg+" (pool "+name+" is read from its other PVs)")
+			continue
+		}
+		d.Unreadable[path] = msg
+		d.Warnings = append(d.Warnings, "skipped "+msg)
 	}
 	sort.Slice(d.Pools, func(i, j int) bool {
 		if d.Pools[i].Name != d.Pools[j].Name {

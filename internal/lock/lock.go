@@ -34,7 +34,33 @@ var (
 	ErrLocked = errors.New("locked by another process")
 	// ErrNotSupported: file locks are not available on this platform.
 	ErrNotSupported = errors.New("file locks not supported")
+	// ErrUnsafe: a lock file or its directory could be replaced or
+	// redirected by another user (see [CheckDir]), or the lock file is a
+	// symbolic link.
+	ErrUnsafe = errors.New("unsafe lock or config location")
 )
+
+// CheckDir checks that dir (after symbolic links) is a directory only
+// root or this process's effective user can change: owned by uid 0 or
+// the euid, and not writable by group or others. Otherwise another user
+// could swap a lock file for a symlink to a file of ours, or replace the
+// state file. The error names dir and wraps [ErrUnsafe]; a dir that
+// cannot be examined gives the stat error.
+func CheckDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	switch uid, ok := fileOwner(fi); {
+	case !fi.IsDir():
+		return fmt.Errorf("%s is not a directory: %w", dir, ErrUnsafe)
+	case ok && uid != 0 && uid != os.Geteuid():
+		return fmt.Errorf("directory %s is owned by uid %d, want root (or uid %d): %w", dir, uid, os.Geteuid(), ErrUnsafe)
+	case fi.Mode().Perm()&0o022 != 0:
+		return fmt.Errorf("directory %s is writable by group or others (mode %#o), want at most 0755: %w", dir, fi.Mode().Perm(), ErrUnsafe)
+	}
+	return nil
+}
 
 // Path returns the lock file of pool in dir ([DefaultDir] when empty).
 func Path(dir, pool string) string {
@@ -65,14 +91,26 @@ func (l *Lock) Close() error {
 
 // TryAcquire takes the lock at path in mode without waiting, creating the
 // file (0600) and its directory (0700) as needed. A conflicting holder gives
-// an error wrapping [ErrLocked].
+// an error wrapping [ErrLocked]. The directory must pass [CheckDir], and
+// the lock file is opened without following a symbolic link; both fail
+// with [ErrUnsafe].
 func TryAcquire(path string, mode Mode) (*Lock, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err := CheckDir(filepath.Dir(path)); err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|oNoFollow, 0o600)
+	if isSymlinkErr(err) {
+		return nil, fmt.Errorf("lock %s is a symbolic link, which dmsnap does not follow: %w", path, ErrUnsafe)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("lock %s is not a regular file: %w", path, ErrUnsafe)
 	}
 	if err := flock(f, mode); err != nil {
 		f.Close()

@@ -8,6 +8,20 @@ import (
 	"syscall"
 )
 
+// oNoFollow makes opening a symbolic link fail with ELOOP.
+const oNoFollow = syscall.O_NOFOLLOW
+
+func isSymlinkErr(err error) bool { return errors.Is(err, syscall.ELOOP) }
+
+// fileOwner returns the uid owning fi's file.
+func fileOwner(fi os.FileInfo) (int, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, false
+	}
+	return int(st.Uid), true
+}
+
 func flock(f *os.File, mode Mode) error {
 	how := syscall.LOCK_SH
 	if mode == Exclusive {
