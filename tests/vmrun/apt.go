@@ -88,7 +88,7 @@ func (a *privateApt) run(ctx context.Context, dir, tool string, args ...string) 
 	cmd.Stderr = io.MultiWriter(&errb, a.log)
 	fmt.Fprintf(a.log, "vmrun: %s %s\n", tool, strings.Join(args, " "))
 	if err := cmd.Run(); err != nil {
-		return out.Bytes(), fmt.Errorf("%s %s: %w: %s", tool, strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
+		return out.Bytes(), fmt.Errorf("%s %s: %w: %s", tool, strings.Join(args, " "), err, aptCause(errb.String()))
 	}
 	return out.Bytes(), nil
 }
@@ -167,4 +167,20 @@ func (a *privateApt) download(ctx context.Context, dir, pkg, version string) (st
 		return "", fmt.Errorf("apt-get download %s: want one .deb in %s, found %d", pkg, dir, len(m))
 	}
 	return m[0], nil
+}
+
+// aptCause reduces apt's stderr to one line: its "E:" lines (the cause:
+// an unreachable archive, a package no longer served), else the last line.
+func aptCause(stderr string) string {
+	var errs []string
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	for _, l := range lines {
+		if strings.HasPrefix(l, "E: ") {
+			errs = append(errs, strings.TrimPrefix(l, "E: "))
+		}
+	}
+	if len(errs) > 0 {
+		return strings.Join(errs, "; ")
+	}
+	return lines[len(lines)-1]
 }

@@ -90,3 +90,13 @@ func TestPruneCache(t *testing.T) {
 		}
 	}
 }
+
+func TestAptCause(t *testing.T) {
+	stderr := "Get:1 http://x bookworm InRelease\nErr:2 http://x bookworm/main amd64 linux-headers-6.1.0-56-amd64 amd64 6.1.192-2\n  404  Not Found\nE: Failed to fetch http://x/pool/linux-headers-6.1.0-56-amd64.deb  404  Not Found\nE: Unable to fetch some archives\n"
+	if got, want := aptCause(stderr), "Failed to fetch http://x/pool/linux-headers-6.1.0-56-amd64.deb  404  Not Found; Unable to fetch some archives"; got != want {
+		t.Errorf("aptCause: %q, want %q", got, want)
+	}
+	if got := aptCause("W: something\nlast line\n"); got != "last line" {
+		t.Errorf("aptCause without E: lines: %q", got)
+	}
+}
