@@ -1,6 +1,7 @@
 package dm
 
 import (
+	"context"
 	"errors"
 	"time"
 )
@@ -38,6 +39,34 @@ func (b busyRetry) do(sleep func(time.Duration), fn func() error) error {
 	for n := 0; n < max(b.Tries, 1); n++ {
 		if n > 0 {
 			sleep(b.delay(n))
+		}
+		if err = fn(); !errors.Is(err, ErrBusy) {
+			return err
+		}
+	}
+	return err
+}
+
+// RetryBusy runs fn until it returns anything but [ErrBusy], at most
+// about 2 s with the backoff of [Client.Remove], and stops waiting when
+// ctx is done (returning fn's last error). It is for callers that must
+// undo and redo work around each attempt, such as a remove inside a
+// suspend window, which should not stay suspended while it waits.
+func RetryBusy(ctx context.Context, fn func() error) error {
+	sleep := func(d time.Duration) {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
+	var err error
+	for n := 0; n < removeRetry.Tries; n++ {
+		if n > 0 {
+			if sleep(removeRetry.delay(n)); ctx.Err() != nil {
+				return err
+			}
 		}
 		if err = fn(); !errors.Is(err, ErrBusy) {
 			return err
