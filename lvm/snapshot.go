@@ -455,6 +455,7 @@ func reloadSnapshot(ctx context.Context, k SnapshotKernel, p *Pool, env Snapshot
 		if _, err := k.Resume(snapName); err != nil {
 			return errors.Join(err, k.ClearInactive(snapName))
 		}
+		failpoint("lvm.snapshot.extend.suspended")
 		return nil
 	})
 	took := time.Since(start)
