@@ -84,12 +84,14 @@ func vmLck(pid int) string {
 
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
 
-// TestSuspendWindowSignalsKernel: SIGHUP and SIGPIPE delivered to dmsnap
-// while it holds a device suspended, in create, remove, extend and
-// merge (paused there by DMSNAP_FAILPOINT_PAUSE):
+// TestSuspendWindowSignalsKernel: dmsnap -v runs create, remove, extend
+// and merge, paused inside the suspend window (DMSNAP_FAILPOINT_PAUSE),
+// and there gets SIGHUP (the ssh session dropped), or has the reader of
+// its stderr pipe go away, so that its next write raises SIGPIPE
+// (`dmsnap -v merge vg/snap 2>&1 | head -1`):
 //  1. inside the window, the process's memory is locked (VmLck > 0);
-//  2. the process does not die there: it resumes what it suspended, and
-//     when it exits no dm device is suspended;
+//  2. the process is not killed by the signal: it resumes what it
+//     suspended, and when it exits no dm device is suspended;
 //  3. activate afterwards succeeds, and a plain pool matches its metadata.
 func TestSuspendWindowSignalsKernel(t *testing.T) {
 	for _, op := range windowOps {
@@ -104,11 +106,20 @@ func TestSuspendWindowSignalsKernel(t *testing.T) {
 				spec, _ := json.Marshal(full)
 				cmd := exec.Command(os.Args[0], "-test.run=^TestHelperDmsnap$")
 				cmd.Env = append(os.Environ(), helperEnv+"="+string(spec), lvm.FailpointEnv+"="+op.failpoint, lvm.FailpointPauseEnv+"=3s")
-				var out strings.Builder
-				cmd.Stdout, cmd.Stderr = &out, &out
+				// stderr is a real pipe, read here until the test
+				// closes its read end.
+				pr, pw, err := os.Pipe()
+				if err != nil {
+					t.Fatal(err)
+				}
+				var out syncBuilder
+				cmd.Stdout, cmd.Stderr = &out, pw
 				if err := cmd.Start(); err != nil {
 					t.Fatal(err)
 				}
+				pw.Close()
+				copied := make(chan struct{})
+				go func() { defer close(copied); readAll(pr, &out) }()
 				done := make(chan error, 1)
 				go func() { done <- cmd.Wait() }()
 				c, err := dm.Open()
@@ -131,7 +142,9 @@ func TestSuspendWindowSignalsKernel(t *testing.T) {
 				if l := vmLck(cmd.Process.Pid); l == "" || l == "0 kB" {
 					t.Errorf("inside the window: VmLck %q, want locked memory", l)
 				}
-				if err := cmd.Process.Signal(sig); err != nil {
+				if sig == syscall.SIGPIPE {
+					pr.Close() // the next write to stderr gets EPIPE
+				} else if err := cmd.Process.Signal(sig); err != nil {
 					t.Fatal(err)
 				}
 				var werr error
@@ -141,6 +154,8 @@ func TestSuspendWindowSignalsKernel(t *testing.T) {
 					cmd.Process.Kill()
 					t.Fatalf("dmsnap did not exit: %s", out.String())
 				}
+				pr.Close()
+				<-copied
 				if ee, ok := werr.(*exec.ExitError); ok {
 					if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 						t.Errorf("dmsnap was killed by %s inside the window", ws.Signal())
@@ -158,6 +173,36 @@ func TestSuspendWindowSignalsKernel(t *testing.T) {
 					checkKernel(t, got, paths)
 				}
 			})
+		}
+	}
+}
+
+// syncBuilder is a strings.Builder safe for a writer and a reader.
+type syncBuilder struct {
+	mu sync.Mutex
+	sb strings.Builder
+}
+
+func (b *syncBuilder) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.sb.Write(p)
+}
+
+func (b *syncBuilder) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.sb.String()
+}
+
+// readAll copies r to w until r fails (it is closed).
+func readAll(r *os.File, w *syncBuilder) {
+	buf := make([]byte, 4096)
+	for {
+		n, err := r.Read(buf)
+		w.Write(buf[:n])
+		if err != nil {
+			return
 		}
 	}
 }
