@@ -158,7 +158,7 @@ func TestSuspendWindowSignalsKernel(t *testing.T) {
 				<-copied
 				if ee, ok := werr.(*exec.ExitError); ok {
 					if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-						t.Errorf("dmsnap was killed by %s inside the window", ws.Signal())
+						t.Errorf("dmsnap was killed by %s", ws.Signal())
 					}
 				}
 				if s := suspendedDevices(t, c); len(s) > 0 {
