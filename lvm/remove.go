@@ -140,7 +140,11 @@ func teardownSnapshot(ctx context.Context, k SnapshotKernel, p, next *Pool, env 
 		if err != nil {
 			return res, kept, err
 		}
-		if linear, err = ResolveLines(plan[originName].Lines, kernelDevnum(k)); err != nil {
+		d, ok := plan[originName]
+		if !ok {
+			return res, kept, fmt.Errorf("origin %s: a PV is missing: %w", originName, ErrMissingPV)
+		}
+		if linear, err = ResolveLines(d.Lines, kernelDevnum(k)); err != nil {
 			return res, kept, err
 		}
 		if slices.Equal(linear, originLive) {
@@ -199,6 +203,12 @@ func teardownSnapshot(ctx context.Context, k SnapshotKernel, p, next *Pool, env 
 			return nil
 		})
 		res.Suspended = time.Since(start)
+		if err != nil && linear != nil {
+			// Never leave linear loaded under a live snapshot (a
+			// failed suspend, a cancelled ctx): a later resume would
+			// swap it in.
+			err = errors.Join(err, k.ClearInactive(originName))
+		}
 		return err
 	}
 	switch {
@@ -211,6 +221,9 @@ func teardownSnapshot(ctx context.Context, k SnapshotKernel, p, next *Pool, env 
 		err = dm.RetryBusy(ctx, removeSnap)
 	}
 	if err != nil {
+		if _, ierr := k.Info(snapName); errors.Is(ierr, dm.ErrNotFound) {
+			kept = false // removed, but the origin's resume failed
+		}
 		return res, kept, err
 	}
 	res.Active = originInfo != nil || haveSnap

@@ -246,3 +246,30 @@ func TestSettleForAllocation(t *testing.T) {
 		t.Fatalf("merge record only: %v", err)
 	}
 }
+
+// TestRemoveSnapshotUndo: a remove that fails before the snapshot device
+// is gone (the origin's suspend or the snapshot's remove fails) leaves
+// the origin without an inactive table (a later resume would swap linear
+// in under the live snapshot) and the metadata as it was.
+func TestRemoveSnapshotUndo(t *testing.T) {
+	for _, fail := range []string{"suspend vg-base", "remove vg-snap", "load vg-base"} {
+		t.Run(fail, func(t *testing.T) {
+			ctx := context.Background()
+			s, k, env := snapFixture(t)
+			if _, err := CreateSnapshot(ctx, s, env, snapSpec); err != nil {
+				t.Fatal(err)
+			}
+			before := s.Pool
+			k.failOn = fail
+			if _, err := RemoveSnapshotDevices(ctx, s, env, "snap", false); !errors.Is(err, errFake) {
+				t.Fatalf("err %v", err)
+			}
+			if o := k.devs["vg-base"]; o.hasInactive || o.suspended || o.live[0].Type != dm.TypeSnapshotOrigin || len(k.devs) != 4 {
+				t.Errorf("kernel not restored: %v", k.devs)
+			}
+			if !samePoolState(s.Pool, before) {
+				t.Errorf("metadata changed: %+v", s.Pool)
+			}
+		})
+	}
+}
