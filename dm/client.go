@@ -310,21 +310,37 @@ type RemoveOptions struct {
 	// Deferred removes the device at its last close instead of failing
 	// with ErrBusy while it is open (interface 4.27+).
 	Deferred bool
+	// NoRetry fails at the first EBUSY instead of retrying for about 2 s
+	// (see busyRetry): for callers that already know the device is held.
+	NoRetry bool
 }
 
 // Remove removes the device and its tables. Without udev it also removes
 // the /dev/mapper/<name> node Resume created.
 //
-// Errors: [ErrBusy] while the device is open (and not Deferred),
+// EBUSY is retried with backoff for about 2 s (unless NoRetry), as LVM2
+// does, because udev's blkid opens a device briefly after each change.
+//
+// Errors: [ErrBusy] while the device stays open (and not Deferred),
 // [ErrNotFound] if there is no such device.
 func (c *Client) Remove(name string, opts RemoveOptions) error {
-	req := &sys.DMRequest{Cmd: sys.DM_DEV_REMOVE_CMD, Name: name, EventNr: udevCookie}
-	if opts.Deferred {
-		req.Flags |= sys.DM_DEFERRED_REMOVE
-		req.Version = v4_27.triple()
+	var r *sys.DMReply
+	try := func() error {
+		// A fresh request each time: the kernel writes its reply there.
+		req := &sys.DMRequest{Cmd: sys.DM_DEV_REMOVE_CMD, Name: name, EventNr: udevCookie}
+		if opts.Deferred {
+			req.Flags |= sys.DM_DEFERRED_REMOVE
+			req.Version = v4_27.triple()
+		}
+		var err error
+		r, err = c.do("remove", name, req)
+		return err
 	}
-	r, err := c.do("remove", name, req)
-	if err != nil {
+	policy := removeRetry
+	if opts.NoRetry || opts.Deferred {
+		policy.Tries = 1
+	}
+	if err := policy.do(time.Sleep, try); err != nil {
 		return err
 	}
 	if r.Flags&sys.DM_DEFERRED_REMOVE != 0 {

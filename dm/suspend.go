@@ -17,11 +17,17 @@ import (
 // WithSuspended. Suspending further devices inside fn (nested
 // WithSuspended) is fine; they resume in reverse order.
 //
-// ctx is checked before suspending; fn gets the same ctx.
+// The process's memory is locked (see [LockMemory]) from before the
+// suspend to after the resume. ctx is checked before suspending; fn gets
+// the same ctx.
 func (c *Client) WithSuspended(ctx context.Context, name string, opts SuspendOptions, fn func() error) (err error) {
 	if err := ctx.Err(); err != nil {
 		return &OpError{Op: "suspend", Device: name, Err: err}
 	}
+	// The memory is locked before the suspend and unlocked after the
+	// resume; without the lock we go on regardless (see LockMemory).
+	unlock, _ := LockMemory()
+	defer unlock()
 	if err := c.Suspend(name, opts); err != nil {
 		return err
 	}

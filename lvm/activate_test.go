@@ -19,6 +19,9 @@ type fakeKernel struct {
 	log     []string
 	failOn  string // "op name" that fails once
 	removed []string
+	// busy makes the next n removes of a device fail with EBUSY (n < 0:
+	// every remove), like a brief open by udev's blkid.
+	busy map[string]int
 }
 
 type fakeDev struct {
@@ -26,6 +29,7 @@ type fakeDev struct {
 	dev            dm.DevNum
 	live, inactive []dm.TargetLine
 	hasInactive    bool
+	suspended      bool
 }
 
 var errFake = errors.New("injected failure")
@@ -113,6 +117,7 @@ func (k *fakeKernel) Resume(name string) (dm.Info, error) {
 	if d.hasInactive {
 		d.live, d.inactive, d.hasInactive = d.inactive, nil, false
 	}
+	d.suspended = false
 	return dm.Info{Name: name, UUID: d.uuid, Dev: d.dev}, nil
 }
 
@@ -123,6 +128,10 @@ func (k *fakeKernel) Remove(name string, _ dm.RemoveOptions) error {
 	d, ok := k.devs[name]
 	if !ok {
 		return dm.ErrNotFound
+	}
+	if n := k.busy[name]; n != 0 {
+		k.busy[name] = n - 1
+		return fmt.Errorf("remove %s: open: %w", name, dm.ErrBusy)
 	}
 	for n, o := range k.devs {
 		for _, l := range o.live {

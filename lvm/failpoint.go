@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // FailpointEnv names the environment variable that arms failpoints for
@@ -25,6 +26,11 @@ import (
 //	lvm.extend.after-new-pvs   Extend: new PVs labelled and written, old PVs not yet
 //	lvm.snapshot.*             snapshot create/remove/extend steps (docs/formats.md)
 const FailpointEnv = "DMSNAP_FAILPOINT"
+
+// FailpointPauseEnv, set to a duration ("3s"), makes an armed failpoint
+// pause the process that long, silently, instead of exiting: tests
+// signal a process paused inside a suspend window.
+const FailpointPauseEnv = "DMSNAP_FAILPOINT_PAUSE"
 
 // FailpointExitCode is the exit status of a process stopped by a failpoint.
 const FailpointExitCode = 86
@@ -68,9 +74,14 @@ func failpointArmed(name string) bool {
 
 // failpoint exits the process if name is armed.
 func failpoint(name string) {
-	if failpointArmed(name) {
-		failpointExit(name)
+	if !failpointArmed(name) {
+		return
 	}
+	if d, err := time.ParseDuration(os.Getenv(FailpointPauseEnv)); err == nil {
+		time.Sleep(d)
+		return
+	}
+	failpointExit(name)
 }
 
 // Failpoint exits the process if name is armed in [FailpointEnv]: the

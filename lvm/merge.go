@@ -42,8 +42,9 @@ type MergeOptions struct {
 	// Force starts the merge although the origin or the snapshot is open.
 	Force bool
 	// OnStep, if set, is called after the metadata hook of each handover
-	// step (for --verbose). It runs while devices are suspended for the
-	// last three steps: no I/O.
+	// step (for --verbose). The steps that run while devices are
+	// suspended (the last three) are reported once merge.Start has
+	// returned and every device is resumed, so OnStep may write.
 	OnStep func(merge.Step)
 }
 
@@ -188,6 +189,7 @@ func StartMerge(ctx context.Context, s *Store, env SnapshotEnv, name string, opt
 	}
 	snapDev := DMName(p.Name, name, LayerNone)
 	committed := false
+	later := make([]merge.Step, 0, 3) // no growth inside the window
 	hook := func(step merge.Step) error {
 		switch step {
 		case merge.StepLoadMerge:
@@ -209,12 +211,23 @@ func StartMerge(ctx context.Context, s *Store, env SnapshotEnv, name string, opt
 		case merge.StepResumeSnapshot:
 			failpoint("lvm.merge.after-handover")
 		}
-		if opts.OnStep != nil {
+		if opts.OnStep == nil {
+			return nil
+		}
+		// Steps inside the suspend window are reported after it: a
+		// write to a blocked or closed stderr must not hold devices
+		// suspended.
+		if step.Suspended() {
+			later = append(later, step)
+		} else {
 			opts.OnStep(step)
 		}
 		return nil
 	}
 	m, err := merge.Start(ctx, mk, snapDev, merge.StartOptions{Force: opts.Force, OnStep: hook})
+	for _, st := range later {
+		opts.OnStep(st)
+	}
 	switch {
 	case err == nil:
 	case !committed && (errors.Is(err, merge.ErrOriginOpen) || errors.Is(err, merge.ErrSnapshotOpen)):

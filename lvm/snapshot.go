@@ -22,6 +22,10 @@ const (
 	// OpSnapshotExtend: a snapshot's COW grew in the metadata; the
 	// snapshot table is to be reloaded so the kernel sees the new size.
 	OpSnapshotExtend = "snapshot-extend"
+	// OpSnapshotRemove: a snapshot is being removed; Volume is its COW
+	// volume. The snapshot stays in the description, and so its extents
+	// stay allocated, until every device of it is gone.
+	OpSnapshotRemove = "snapshot-remove"
 )
 
 // MinSnapshotChunks is the smallest COW, in chunks: the header, one
@@ -149,9 +153,14 @@ var suspendOrigin = dm.SuspendOptions{}
 // A failure undoes the kernel steps and the metadata. A crash leaves the
 // pending record; [RecoverSnapshots] then keeps a snapshot whose swap
 // completed and removes any other. The origin keeps its name, device
-// number and DM UUID. Errors wrap [ErrNotFound], [ErrExists], [ErrNoSpace],
-// [ErrInUse] (snapshot of a snapshot), [ErrConflict] or kernel errors.
+// number and DM UUID. It allocates only after [SettleForAllocation].
+// Errors wrap [ErrNotFound], [ErrExists], [ErrNoSpace], [ErrInUse]
+// (snapshot of a snapshot), [ErrConflict], [ErrUnsettled] or kernel
+// errors.
 func CreateSnapshot(ctx context.Context, s *Store, env SnapshotEnv, spec SnapshotSpec) (res SnapshotResult, err error) {
+	if err := settle(ctx, s, env); err != nil {
+		return res, fmt.Errorf("snapshot %s/%s: %w", s.Pool.Name, spec.Name, err)
+	}
 	p := s.Pool
 	with, err := p.AddSnapshot(spec)
 	if err != nil {
@@ -355,143 +364,16 @@ func snapshotOf(p *Pool, name string) (*Volume, *Snapshot, error) {
 	return v, s, nil
 }
 
-// RemoveSnapshotDevices removes the snapshot name from the pool and its
-// devices from the kernel. The last snapshot of an origin takes -real
-// with it: the origin's table goes back to linear over its extents (same
-// name, number and UUID). An open snapshot is refused with
-// [ErrSnapshotOpen] unless force, which first swaps in an error table so
-// that nothing hangs on it, and removes the device at its last close.
-// The metadata is committed before the kernel changes; a crash leaves
-// leftovers that [Activate] removes.
-func RemoveSnapshotDevices(ctx context.Context, s *Store, env SnapshotEnv, name string, force bool) (res SnapshotResult, err error) {
-	p := s.Pool
-	v, rec, err := snapshotOf(p, name)
-	if err != nil {
-		return res, err
-	}
-	if rec.State == SnapshotMerging {
-		return res, fmt.Errorf("snapshot %s/%s is merging: %w", p.Name, name, ErrInUse)
-	}
-	next, err := p.RemoveSnapshot(name)
-	if err != nil {
-		return res, err
-	}
-	origin := p.VolumeByUUID(rec.Origin)
-	last := next.VolumeByUUID(rec.Origin).Kind == KindPlain
-	k := env.Kernel
-	originName := DMName(p.Name, origin.Name, LayerNone)
-	realName := DMName(p.Name, origin.Name, LayerReal)
-	cowName := DMName(p.Name, name, LayerCOW)
-	snapName := DMName(p.Name, name, LayerNone)
-	if k == nil {
-		return res, s.Commit(next)
-	}
-	snapInfo, err := k.Info(snapName)
-	haveSnap := err == nil
-	if err != nil && !errors.Is(err, dm.ErrNotFound) {
-		return res, err
-	}
-	if haveSnap && snapInfo.UUID != DMUUID(p.UUID, v.UUID, LayerNone) {
-		return res, fmt.Errorf("remove %s/%s: device %s has uuid %q: %w", p.Name, name, snapName, snapInfo.UUID, ErrConflict)
-	}
-	if haveSnap && snapInfo.OpenCount > 0 && !force {
-		return res, fmt.Errorf("remove %s/%s: device %s is open %d times (unmount it, or --force): %w", p.Name, name, snapName, snapInfo.OpenCount, ErrSnapshotOpen)
-	}
-	_, originInfo, err := liveTable(k, originName)
-	if err != nil {
-		return res, err
-	}
-	var linear []dm.TargetLine
-	if last && originInfo != nil {
-		plan, err := planned(next, env.Devs)
-		if err != nil {
-			return res, err
-		}
-		if linear, err = ResolveLines(plan[originName].Lines, kernelDevnum(k)); err != nil {
-			return res, fmt.Errorf("remove %s/%s: %w", p.Name, name, err)
-		}
-	}
-	if haveSnap && snapInfo.OpenCount > 0 {
-		// --force: an error table first, so that its users get EIO
-		// instead of hanging, and the snapshot lets go of its COW.
-		errLine := dm.Segment{Length: p.Sectors(origin.Extents()), Target: dm.Error{}}.Line()
-		if err := k.Load(snapName, []dm.TargetLine{errLine}, dm.LoadOptions{}); err != nil {
-			return res, fmt.Errorf("remove %s/%s: %w", p.Name, name, err)
-		}
-		if _, err := k.Resume(snapName); err != nil {
-			return res, errors.Join(fmt.Errorf("remove %s/%s: %w", p.Name, name, err), k.ClearInactive(snapName))
-		}
-		env.logf("swapped an error table into open %s", snapName)
-	}
-	if err := s.Commit(next); err != nil {
-		return res, fmt.Errorf("remove %s/%s: %w", p.Name, name, err)
-	}
-	env.logf("committed metadata without %s (seqno %d)", name, s.Pool.Seqno)
-	failpoint("lvm.snapshot.remove.after-commit")
-	res.Active = true
-	if linear != nil {
-		if err := k.Load(originName, linear, dm.LoadOptions{}); err != nil {
-			return res, fmt.Errorf("remove %s/%s: %w", p.Name, name, err)
-		}
-		env.logf("loaded %s into the inactive slot of %s", linear[0], originName)
-	}
-	removeSnap := func() error {
-		if !haveSnap {
-			return nil
-		}
-		err := k.Remove(snapName, dm.RemoveOptions{})
-		if errors.Is(err, dm.ErrBusy) && force {
-			err = k.Remove(snapName, dm.RemoveOptions{Deferred: true})
-		}
-		if err != nil && !errors.Is(err, dm.ErrNotFound) {
-			return err
-		}
-		return nil
-	}
-	if originInfo != nil {
-		start := time.Now()
-		err = k.WithSuspended(ctx, originName, suspendOrigin, func() error {
-			if err := removeSnap(); err != nil {
-				if linear != nil {
-					return errors.Join(err, k.ClearInactive(originName))
-				}
-				return err
-			}
-			failpoint("lvm.snapshot.remove.suspended")
-			return nil
-		})
-		res.Suspended = time.Since(start)
-		env.logf("origin %s suspended for %s: removed %s", originName, res.Suspended, snapName)
-	} else {
-		err = removeSnap()
-	}
-	if err != nil {
-		return res, fmt.Errorf("remove %s/%s: %w (the metadata no longer has it; dmsnap activate %s removes the leftovers)", p.Name, name, err, p.Name)
-	}
-	var errs []error
-	rm := []string{cowName}
-	if last {
-		rm = append(rm, realName)
-	}
-	for _, n := range rm {
-		if err := k.Remove(n, dm.RemoveOptions{}); err != nil && !errors.Is(err, dm.ErrNotFound) {
-			errs = append(errs, err)
-			continue
-		}
-		env.logf("removed %s", n)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return res, fmt.Errorf("remove %s/%s: %w (dmsnap activate %s removes the leftovers)", p.Name, name, err, p.Name)
-	}
-	return res, nil
-}
-
 // ExtendSnapshot grows the COW of the snapshot name by n extents. When
 // active, the -cow device is reloaded with the new segment, then the
 // snapshot table is reloaded (an exception-store handover inside the
 // kernel) while the origin is suspended, so the kernel's total grows.
-// The metadata, with an [OpSnapshotExtend] record, is committed first.
+// The metadata, with an [OpSnapshotExtend] record, is committed first;
+// it allocates only after [SettleForAllocation].
 func ExtendSnapshot(ctx context.Context, s *Store, env SnapshotEnv, name string, n ExtentCount) (res SnapshotResult, err error) {
+	if err := settle(ctx, s, env); err != nil {
+		return res, fmt.Errorf("extend %s/%s: %w", s.Pool.Name, name, err)
+	}
 	p := s.Pool
 	v, rec, err := snapshotOf(p, name)
 	if err != nil {
@@ -573,6 +455,7 @@ func reloadSnapshot(ctx context.Context, k SnapshotKernel, p *Pool, env Snapshot
 		if _, err := k.Resume(snapName); err != nil {
 			return errors.Join(err, k.ClearInactive(snapName))
 		}
+		failpoint("lvm.snapshot.extend.suspended")
 		return nil
 	})
 	took := time.Since(start)
@@ -625,7 +508,8 @@ func RenameSnapshot(_ context.Context, s *Store, env SnapshotEnv, oldName, newNa
 // snapshot-origin) is kept and the record dropped; any other is rolled
 // back (its half-built devices removed, the origin's table restored,
 // the snapshot dropped from the description). A pending
-// [OpSnapshotExtend] reloads the snapshot. Devices of the pool left
+// [OpSnapshotExtend] reloads the snapshot. A pending [OpSnapshotRemove]
+// is finished (see recoverRemove). Devices of the pool left
 // suspended are resumed with their live table. Pending merges are settled
 // first (see recoverMerges). Transient snapshots whose
 // device is gone cannot be rebuilt: they are dropped and reported. It
@@ -648,6 +532,11 @@ func RecoverSnapshots(ctx context.Context, k SnapshotKernel, p *Pool, env Snapsh
 	for _, op := range p.Pending {
 		switch op.Op {
 		case OpSnapshotCreate:
+		case OpSnapshotRemove:
+			if next, err = recoverRemove(ctx, k, next, env, op, warn); err != nil {
+				return nil, nil, err
+			}
+			continue
 		case OpSnapshotExtend:
 			next = next.RemovePending(op.ID)
 			if next.VolumeByUUID(op.Volume) != nil && next.SnapshotByCOW(op.Volume) != nil {

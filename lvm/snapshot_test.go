@@ -15,7 +15,7 @@ func (k *fakeKernel) Info(name string) (dm.Info, error) {
 	if !ok {
 		return dm.Info{}, dm.ErrNotFound
 	}
-	return dm.Info{Name: name, UUID: d.uuid, Dev: d.dev, ActivePresent: d.live != nil, InactivePresent: d.hasInactive}, nil
+	return dm.Info{Name: name, UUID: d.uuid, Dev: d.dev, ActivePresent: d.live != nil, InactivePresent: d.hasInactive, Suspended: d.suspended}, nil
 }
 
 func (k *fakeKernel) Status(name string) ([]dm.TargetLine, dm.Info, error) {
@@ -25,6 +25,9 @@ func (k *fakeKernel) Status(name string) ([]dm.TargetLine, dm.Info, error) {
 func (k *fakeKernel) WithSuspended(_ context.Context, name string, _ dm.SuspendOptions, fn func() error) error {
 	if err := k.op("suspend", name); err != nil {
 		return err
+	}
+	if d, ok := k.devs[name]; ok {
+		d.suspended = true
 	}
 	err := fn()
 	_, rerr := k.Resume(name)

@@ -33,6 +33,14 @@ const (
 	StepResumeSnapshot Step = "resume-snapshot"
 )
 
+// Suspended reports whether [StartOptions.OnStep] for s runs while
+// devices are suspended: the snapshot for StepSuspendOrigin and
+// StepResumeSnapshot, both for StepResumeOrigin. Callers buffer what
+// they would print there until Start returns.
+func (s Step) Suspended() bool {
+	return s == StepSuspendOrigin || s == StepResumeOrigin || s == StepResumeSnapshot
+}
+
 // StartOptions modify [Start].
 type StartOptions struct {
 	// Force starts the merge although the origin or the snapshot is open.
@@ -220,6 +228,11 @@ func (h *handover) run() (err error) {
 	c, origin, snap := h.c, h.p.merge.Origin, h.p.merge.Snapshot
 	var rb rollbackState
 	committed := false
+	// Memory locked until after the last resume, the rollback's
+	// included (this defer runs last), as dm.WithSuspended does; without
+	// the lock we go on (see dm.LockMemory).
+	unlock, _ := dm.LockMemory()
+	defer unlock()
 	// Runs on error and on panic (a hook may panic): undo everything
 	// before the handover. The ioctls take no context, so cancellation
 	// cannot stop the rollback.

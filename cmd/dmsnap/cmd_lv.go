@@ -157,6 +157,33 @@ func (s *lvSession) activate(ctx context.Context, volumes ...string) (map[string
 	return nodes, errors.Join(err, a.Release())
 }
 
+// settle makes allocating safe (lvm.SettleForAllocation): an
+// interrupted snapshot operation is finished or rolled back first, and a
+// leftover device, whose extents may be free in the metadata, refuses.
+// Without device-mapper only the metadata is checked.
+func (s *lvSession) settle(ctx context.Context, gopts *globalOptions) error {
+	env := lvm.SnapshotEnv{}
+	if s.k != nil {
+		env.Kernel = s.k
+	} else if k, err := dm.Open(); err == nil {
+		defer k.Close()
+		env.Kernel = k
+	} else if !dm.Unavailable(err) {
+		return err
+	}
+	if env.Kernel != nil && len(s.o.Store.Pool.Pending) > 0 {
+		a, err := attachPVs(s.o, false)
+		if err != nil {
+			return err
+		}
+		defer a.Release()
+		env.Devs = a.Devs
+	}
+	warns, err := lvm.SettleForAllocation(ctx, s.o.Store, env)
+	gopts.warn(stringsOf(warns)...)
+	return err
+}
+
 func runLVCreate(ctx context.Context, gopts *globalOptions, opts lvOptions) error {
 	pool, volume, err := splitVolumePath(gopts, opts.Path)
 	if err != nil {
@@ -174,6 +201,9 @@ func runLVCreate(ctx context.Context, gopts *globalOptions, opts lvOptions) erro
 		return err
 	}
 	defer s.Close()
+	if err := s.settle(ctx, gopts); err != nil {
+		return fmt.Errorf("create %s/%s: %w", pool, volume, err)
+	}
 	p := s.o.Store.Pool
 	n, rounded := lvm.ExtentsFor(size, p.ExtentSize)
 	next, err := p.AddVolume(volume, n)
@@ -329,6 +359,9 @@ func runLVExtend(ctx context.Context, gopts *globalOptions, opts lvOptions) erro
 		return err
 	}
 	defer s.Close()
+	if err := s.settle(ctx, gopts); err != nil {
+		return fmt.Errorf("extend %s/%s: %w", pool, volume, err)
+	}
 	p := s.o.Store.Pool
 	v := p.Volume(volume)
 	if v == nil {

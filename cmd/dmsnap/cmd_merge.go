@@ -180,10 +180,20 @@ func runMerge(ctx context.Context, opts mergeOptions, gopts *globalOptions, env 
 	case merge.OwnerDMSnap:
 		return fmt.Errorf("%s is a dmsnap pool volume: merge it by POOL/SNAP so that the pool metadata follows", snap)
 	}
+	// Steps inside the suspend window are printed after it: a blocked or
+	// closed stderr must not hold the devices suspended.
+	later := make([]merge.Step, 0, 3) // no growth inside the window
 	m, err := merge.Start(ctx, c, snap, merge.StartOptions{Force: opts.Force, OnStep: func(s merge.Step) error {
-		mergeVerbosef(gopts, "merge %s: %s", snap, s)
+		if s.Suspended() {
+			later = append(later, s)
+		} else {
+			mergeVerbosef(gopts, "merge %s: %s", snap, s)
+		}
 		return nil
 	}})
+	for _, s := range later {
+		mergeVerbosef(gopts, "merge %s: %s", snap, s)
+	}
 	if errors.Is(err, merge.ErrOriginOpen) || errors.Is(err, merge.ErrSnapshotOpen) {
 		return fmt.Errorf("%w\nnothing was changed; close it and run again, or use --force", err)
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
@@ -325,7 +324,7 @@ func TestHelperDmsnap(t *testing.T) {
 	if err := json.Unmarshal([]byte(spec), &args); err != nil {
 		os.Exit(99)
 	}
-	os.Exit(run(context.Background(), append([]string{"dmsnap"}, args...), os.Stdout, os.Stderr))
+	os.Exit(runMain(append([]string{"dmsnap"}, args...)))
 }
 
 // crash runs dmsnap in a child process with the failpoint armed and
