@@ -91,3 +91,51 @@ func TestSandboxRefusesHostNamespace(t *testing.T) {
 		t.Fatalf("inOwnMountNamespace in the test's own namespace: %v, want errNotSandboxed", err)
 	}
 }
+
+// TestPreparationIsSandboxed runs vmrun's real preparation path (an empty
+// cache, so it must resolve a kernel through apt) with apt-get and
+// apt-cache replaced by a probe that tries to write /etc/apt. The probe
+// runs as preparation's child: its write must be refused, which shows
+// that every download and unpack step runs inside the sandbox.
+func TestPreparationIsSandboxed(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (CLONE_NEWNS); without root the host's system directories are not writable anyway")
+	}
+	tmp := t.TempDir()
+	bin := filepath.Join(tmp, "vmrun")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	fake := filepath.Join(tmp, "fakebin")
+	if err := os.Mkdir(fake, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	report := filepath.Join(tmp, "probe")
+	probe := "#!/bin/sh\nif touch /etc/apt/vmrun-sandbox-probe 2>/dev/null; then rm -f /etc/apt/vmrun-sandbox-probe; echo wrote >>" + report +
+		"; else echo refused >>" + report + "; fi\necho 'E: probe' >&2\nexit 100\n"
+	for _, n := range []string{"apt-get", "apt-cache"} {
+		if err := os.WriteFile(filepath.Join(fake, n), []byte(probe), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(bin, "--kernel", "bookworm", "--setup")
+	cmd.Env = append(os.Environ(), "PATH="+fake+":"+os.Getenv("PATH"), cacheEnv+"="+filepath.Join(tmp, "cache"))
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("preparation with a failing apt succeeded:\n%s", out)
+	}
+	if !strings.Contains(string(out), ": probe") {
+		t.Errorf("the failure does not carry apt's cause:\n%s", out)
+	}
+	got, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatalf("the probe never ran (%v):\n%s", err, out)
+	}
+	if strings.Contains(string(got), "wrote") || !strings.Contains(string(got), "refused") {
+		t.Errorf("probe report %q: apt ran outside the sandbox", got)
+	}
+	if _, err := os.Lstat("/etc/apt/vmrun-sandbox-probe"); err == nil {
+		os.Remove("/etc/apt/vmrun-sandbox-probe")
+		t.Error("/etc/apt/vmrun-sandbox-probe appeared on the host")
+	}
+}
