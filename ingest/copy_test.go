@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 var errInjected = errors.New("injected failure")
@@ -24,6 +27,7 @@ func (c call) end() int64 { return c.off + c.n }
 // fakeTarget is an in-memory Target that records its calls and can fail
 // the n-th WriteAt or Zero (1-based; 0 never).
 type fakeTarget struct {
+	mu                  sync.Mutex
 	t                   testing.TB
 	data                []byte
 	calls               []call // successful calls, in order
@@ -43,6 +47,8 @@ func (f *fakeTarget) check(c call) {
 }
 
 func (f *fakeTarget) WriteAt(p []byte, off int64) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	c := call{off: off, n: int64(len(p))}
 	f.attempts = append(f.attempts, c)
 	f.writes++
@@ -56,6 +62,8 @@ func (f *fakeTarget) WriteAt(p []byte, off int64) (int, error) {
 }
 
 func (f *fakeTarget) Zero(off, n int64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	c := call{zero: true, off: off, n: n}
 	f.attempts = append(f.attempts, c)
 	f.zeros++
@@ -253,7 +261,7 @@ func TestCopyCalls(t *testing.T) {
 				fill = 0
 			}
 			f := newFakeTarget(t, int64(len(src)), fill)
-			opts := CopyOptions{BlockBytes: 4 * kib, BufferBytes: 16 * kib, KnownZero: tc.knownZero}
+			opts := CopyOptions{BlockBytes: 4 * kib, BufferBytes: 16 * kib, Writers: 1, KnownZero: tc.knownZero}
 			st, err := Copy(context.Background(), bytes.NewReader(src), f, p, opts)
 			if err != nil {
 				t.Fatalf("Copy: %v", err)
@@ -392,7 +400,7 @@ func TestCopyProgress(t *testing.T) {
 	p := Plan{SizeBytes: 100 * kib, Ranges: []Range{{0, 10 * kib}, {20 * kib, 30 * kib}, {90*kib + 512, 9*kib + 512}}}
 	type tick struct{ done, total int64 }
 	var ticks []tick
-	opts := CopyOptions{BlockBytes: 4 * kib, BufferBytes: 8 * kib,
+	opts := CopyOptions{BlockBytes: 4 * kib, BufferBytes: 8 * kib, Writers: 1,
 		Progress: func(d, tot int64) { ticks = append(ticks, tick{d, tot}) }}
 	if _, err := Copy(context.Background(), bytes.NewReader(src), newFakeTarget(t, 100*kib, 0xEE), p, opts); err != nil {
 		t.Fatal(err)
@@ -451,7 +459,7 @@ func TestCopyShortRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := CopyOptions{BlockBytes: 4 * kib, BufferBytes: 8 * kib}
+	opts := CopyOptions{BlockBytes: 4 * kib, BufferBytes: 8 * kib, Writers: 1}
 	errRead := errors.New("media error")
 	for _, tc := range []struct {
 		name string
@@ -498,7 +506,7 @@ func TestCopyTargetError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := CopyOptions{BlockBytes: 4 * kib, BufferBytes: 8 * kib}
+	opts := CopyOptions{BlockBytes: 4 * kib, BufferBytes: 8 * kib, Writers: 1}
 	for _, tc := range []struct {
 		name                string
 		failWrite, failZero int
@@ -548,7 +556,7 @@ func TestCopyCancel(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		f := newFakeTarget(t, int64(len(src)), 0xEE)
-		st, err := Copy(ctx, bytes.NewReader(src), f, p, CopyOptions{BlockBytes: 4 * kib})
+		st, err := Copy(ctx, bytes.NewReader(src), f, p, CopyOptions{BlockBytes: 4 * kib, Writers: 1})
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("Copy = %+v, %v; want context.Canceled", st, err)
 		}
@@ -561,7 +569,7 @@ func TestCopyCancel(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		f := newFakeTarget(t, int64(len(src)), 0xEE)
-		opts := CopyOptions{BlockBytes: 4 * kib, BufferBytes: 8 * kib, Progress: func(int64, int64) { cancel() }}
+		opts := CopyOptions{BlockBytes: 4 * kib, BufferBytes: 8 * kib, Writers: 1, Progress: func(int64, int64) { cancel() }}
 		st, err := Copy(ctx, bytes.NewReader(src), f, p, opts)
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("Copy = %+v, %v; want context.Canceled", st, err)
@@ -658,6 +666,147 @@ func BenchmarkCopy(b *testing.B) {
 				}
 				if st.BytesWritten != size/2 {
 					b.Fatalf("Stats %+v, want half the bytes written", st)
+				}
+			}
+		})
+	}
+}
+
+// slowTarget wraps fakeTarget: each call sleeps a little (so calls of
+// different buffers interleave) and the most calls in flight at once is
+// recorded.
+type slowTarget struct {
+	*fakeTarget
+	delay          time.Duration
+	mu             sync.Mutex
+	inFlight, peak int
+}
+
+func (s *slowTarget) enter() {
+	s.mu.Lock()
+	s.inFlight++
+	s.peak = max(s.peak, s.inFlight)
+	s.mu.Unlock()
+	time.Sleep(s.delay)
+}
+
+func (s *slowTarget) leave() {
+	s.mu.Lock()
+	s.inFlight--
+	s.mu.Unlock()
+}
+
+func (s *slowTarget) WriteAt(p []byte, off int64) (int, error) {
+	s.enter()
+	defer s.leave()
+	return s.fakeTarget.WriteAt(p, off)
+}
+
+func (s *slowTarget) Zero(off, n int64) error {
+	s.enter()
+	defer s.leave()
+	return s.fakeTarget.Zero(off, n)
+}
+
+// TestCopyParallel: with several writers the outcome is the serial one
+// (checkCopy: content, maximal zero runs, no overlap, Stats), at most
+// Writers calls run at once and more than one does, and progress is
+// monotonic, per buffer, and ends at the total.
+func TestCopyParallel(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	for i, writers := range []int{2, 3, 4, 8} {
+		for _, knownZero := range []bool{false, true} {
+			const size = 512 * kib
+			src := makeSource(rng, size, 4*kib, 0.3)
+			p, err := IncrementalPlan(randomExtents(rng, size/(4*kib)), 8, size)
+			if i%2 == 0 {
+				p, err = FullPlan(size)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			fill := byte(0xEE)
+			if knownZero {
+				fill = 0
+			}
+			f := &slowTarget{fakeTarget: newFakeTarget(t, size, fill), delay: 200 * time.Microsecond}
+			var ticks []int64
+			var mu sync.Mutex
+			opts := CopyOptions{BlockBytes: 4 * kib, BufferBytes: 16 * kib, Writers: writers, KnownZero: knownZero,
+				Progress: func(d, _ int64) { mu.Lock(); ticks = append(ticks, d); mu.Unlock() }}
+			st, err := Copy(context.Background(), bytes.NewReader(src), f, p, opts)
+			if err != nil {
+				t.Fatalf("writers %d: %v", writers, err)
+			}
+			checkCopy(t, src, f.fakeTarget, p, opts, st)
+			if f.peak > writers {
+				t.Errorf("writers %d: %d calls in flight at once", writers, f.peak)
+			}
+			if f.peak < 2 && len(f.calls) > 8 {
+				t.Errorf("writers %d: never more than one call in flight (%d calls)", writers, len(f.calls))
+			}
+			if !slices.IsSorted(ticks) || len(ticks) == 0 || ticks[len(ticks)-1] != p.Bytes() {
+				t.Errorf("writers %d: progress %v, want increasing to %d", writers, ticks, p.Bytes())
+			}
+		}
+	}
+}
+
+// TestCopyParallelError: a failing call with several writers gives its
+// error, every call that succeeded is counted, and Copy returns (nothing
+// waits forever on a writer that stopped).
+func TestCopyParallelError(t *testing.T) {
+	src := makeSource(rand.New(rand.NewPCG(5, 6)), 256*kib, 4*kib, 0.3)
+	p, err := FullPlan(int64(len(src)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ failWrite, failZero int }{{1, 0}, {5, 0}, {0, 1}, {0, 3}} {
+		f := &slowTarget{fakeTarget: newFakeTarget(t, int64(len(src)), 0xEE), delay: 100 * time.Microsecond}
+		f.failWrite, f.failZero = tc.failWrite, tc.failZero
+		st, err := Copy(context.Background(), bytes.NewReader(src), f, p, CopyOptions{BlockBytes: 4 * kib, BufferBytes: 16 * kib, Writers: 4})
+		if !errors.Is(err, errInjected) {
+			t.Fatalf("%+v: Copy = %+v, %v; want the injected error", tc, st, err)
+		}
+		var w, z int64
+		for _, c := range f.calls {
+			if c.zero {
+				z += c.n
+			} else {
+				w += c.n
+			}
+		}
+		if st.BytesWritten != w || st.BytesZeroed != z {
+			t.Fatalf("%+v: Stats %+v, successful calls wrote %d and zeroed %d", tc, st, w, z)
+		}
+		if len(f.attempts) > len(f.calls)+1+4 {
+			t.Fatalf("%+v: %d calls after the failure: more than the writers in flight", tc, len(f.attempts)-len(f.calls)-1)
+		}
+	}
+}
+
+// latency is a Target whose every call takes d, like a zvol write that
+// waits for its transaction group: what several writers in flight hide.
+type latency struct{ d time.Duration }
+
+func (l latency) WriteAt(p []byte, _ int64) (int, error) { time.Sleep(l.d); return len(p), nil }
+func (l latency) Zero(int64, int64) error                { time.Sleep(l.d); return nil }
+
+// BenchmarkCopyWriters copies 32 MiB of data to a target whose calls
+// take 1 ms each, with 1, 4 and 8 writers.
+func BenchmarkCopyWriters(b *testing.B) {
+	const size = 32 << 20
+	src := bytes.Repeat([]byte{1}, size)
+	p, err := FullPlan(size)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, w := range []int{1, 4, 8} {
+		b.Run(fmt.Sprintf("writers-%d", w), func(b *testing.B) {
+			b.SetBytes(size)
+			for b.Loop() {
+				if _, err := Copy(context.Background(), bytes.NewReader(src), latency{time.Millisecond}, p, CopyOptions{Writers: w}); err != nil {
+					b.Fatal(err)
 				}
 			}
 		})

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dmsnap/dmsnap/cow"
@@ -431,8 +432,11 @@ func copyIntoZvol(ctx context.Context, pool, snap, dataset string, plan ingest.P
 // (fallocate PUNCH_HOLE|KEEP_SIZE, which a zvol turns into a free of the
 // range); where the device refuses that it writes zeros, which ZFS with
 // compression on (the zvol default) stores as holes as well.
+// zvolTarget's methods are called by several of ingest.Copy's writers at
+// once: pwrite and fallocate on one fd are safe, mu guards the rest.
 type zvolTarget struct {
 	f       *os.File
+	mu      sync.Mutex
 	noPunch bool
 	punched int64 // bytes deallocated by punchHole
 	zeros   []byte
@@ -441,17 +445,27 @@ type zvolTarget struct {
 func (z *zvolTarget) WriteAt(b []byte, off int64) (int, error) { return z.f.WriteAt(b, off) }
 
 func (z *zvolTarget) Zero(off, n int64) error {
-	if !z.noPunch {
+	z.mu.Lock()
+	noPunch := z.noPunch
+	z.mu.Unlock()
+	if !noPunch {
 		ok, err := sys.PunchHole(z.f, off, n)
 		if err != nil {
 			return err
 		}
+		z.mu.Lock()
+		defer z.mu.Unlock()
 		if ok {
 			z.punched += n
 			return nil
 		}
 		z.noPunch = true
+	} else {
+		z.mu.Lock()
+		defer z.mu.Unlock()
 	}
+	// Without hole punching, zeros are written under mu: rare (a device
+	// without discard), and it keeps the shared buffer simple.
 	if z.zeros == nil {
 		z.zeros = make([]byte, 1<<20)
 	}
