@@ -76,6 +76,18 @@ func (f *fakeTarget) Zero(off, n int64) error {
 	return nil
 }
 
+// sums adds up the bytes of the successful WriteAt and Zero calls.
+func (f *fakeTarget) sums() (written, zeroed int64) {
+	for _, c := range f.calls {
+		if c.zero {
+			zeroed += c.n
+		} else {
+			written += c.n
+		}
+	}
+	return written, zeroed
+}
+
 // makeSource returns size bytes made of blocks of block bytes, each
 // all-zero with probability zeroFrac, otherwise random data or a single
 // non-zero byte at a random place (possibly the last byte).
@@ -530,15 +542,7 @@ func TestCopyTargetError(t *testing.T) {
 			if n := len(f.attempts); n != len(f.calls)+1 {
 				t.Fatalf("%d calls after the failed one: %+v", n-len(f.calls)-1, f.attempts)
 			}
-			var w, z int64
-			for _, c := range f.calls {
-				if c.zero {
-					z += c.n
-				} else {
-					w += c.n
-				}
-			}
-			if st.BytesWritten != w || st.BytesZeroed != z {
+			if w, z := f.sums(); st.BytesWritten != w || st.BytesZeroed != z {
 				t.Fatalf("Stats %+v, successful calls wrote %d and zeroed %d", st, w, z)
 			}
 		})
@@ -768,15 +772,7 @@ func TestCopyParallelError(t *testing.T) {
 		if !errors.Is(err, errInjected) {
 			t.Fatalf("%+v: Copy = %+v, %v; want the injected error", tc, st, err)
 		}
-		var w, z int64
-		for _, c := range f.calls {
-			if c.zero {
-				z += c.n
-			} else {
-				w += c.n
-			}
-		}
-		if st.BytesWritten != w || st.BytesZeroed != z {
+		if w, z := f.sums(); st.BytesWritten != w || st.BytesZeroed != z {
 			t.Fatalf("%+v: Stats %+v, successful calls wrote %d and zeroed %d", tc, st, w, z)
 		}
 		if len(f.attempts) > len(f.calls)+1+4 {

@@ -8,29 +8,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/dmsnap/dmsnap/internal/testutil"
 )
 
 const vmTestsEnv = "DMSNAP_VM_TESTS"
-
-// repoRoot returns the directory holding go.mod above the working
-// directory.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
 
 // tools returns the VM runner and the dmsnap binary; make test-vm builds
 // both.
@@ -39,7 +21,7 @@ func tools(t *testing.T) (root, vmrun, dmsnap string) {
 	if os.Getenv(vmTestsEnv) != "1" {
 		t.Skipf("boots QEMU; set %s=1 (make test-vm) to run", vmTestsEnv)
 	}
-	root = repoRoot(t)
+	root = testutil.RepoRoot(t)
 	vmrun = filepath.Join(root, ".cache", "bin", "vmrun")
 	dmsnap = filepath.Join(root, "bin", "dmsnap")
 	for _, p := range []string{vmrun, dmsnap} {

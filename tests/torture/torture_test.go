@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+
+	"github.com/dmsnap/dmsnap/internal/testutil"
 	"time"
 )
 
@@ -27,7 +29,7 @@ func TestTorture(t *testing.T) {
 	if os.Getenv(vmTestsEnv) != "1" {
 		t.Skipf("boots QEMU; set %s=1 (make test-vm, make torture) to run", vmTestsEnv)
 	}
-	root := repoRoot(t)
+	root := testutil.RepoRoot(t)
 	vmrun := filepath.Join(root, ".cache", "bin", "vmrun")
 	bin := filepath.Join(root, "bin", "dmsnap")
 	for _, p := range []string{vmrun, bin} {
@@ -129,24 +131,4 @@ func readState(t *testing.T, dir string) *state {
 		t.Fatal(fmt.Errorf("state.json: %w", err))
 	}
 	return st
-}
-
-// repoRoot returns the directory holding go.mod above the working
-// directory.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }
