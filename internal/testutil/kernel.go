@@ -1,5 +1,3 @@
-// Package testutil holds helpers shared by tests only: kernel-tier skips and
-// scratch devices.
 package testutil
 
 import (
