@@ -91,7 +91,6 @@ func runActivate(ctx context.Context, gopts *globalOptions, opts activateOptions
 	if err != nil {
 		return err
 	}
-	gopts.warn(d.Warnings...)
 	pools := d.Pools
 	if opts.Pool != "" {
 		fp, err := d.byName(opts.Pool)
@@ -99,10 +98,13 @@ func runActivate(ctx context.Context, gopts *globalOptions, opts activateOptions
 			return err
 		}
 		if fp == nil {
+			// The error names the disks discovery could not read: their
+			// warnings would say it a second time.
 			return errNoPool(d, opts.Pool)
 		}
 		pools = []*foundPool{fp}
 	}
+	gopts.warn(d.Warnings...)
 	k, err := dm.Open()
 	if err != nil {
 		return err
