@@ -28,7 +28,7 @@ type globalOptions struct {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	gopts := &globalOptions{stdout: stdout, stderr: stderr}
 	app := newApp(gopts)
-	err := app.RunContext(ctx, args)
+	err := app.RunContext(ctx, permuteArgs(app, args))
 	if err != nil && ctx.Err() != nil {
 		err = fmt.Errorf("%w: %w", errInterrupted, err)
 	}
