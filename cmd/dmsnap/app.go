@@ -98,8 +98,8 @@ func newApp(gopts *globalOptions) *cli.App {
 	return app
 }
 
-func onUsageError(_ *cli.Context, err error, _ bool) error {
-	return usageError{err}
+func onUsageError(c *cli.Context, err error, _ bool) error {
+	return usageError{flagError(c, err)}
 }
 
 // setUsageHandlers makes every subcommand report flag errors as usage errors
@@ -120,7 +120,8 @@ func setUsageHandlers(cmds []*cli.Command) {
 func unknownCommand(path string) cli.ActionFunc {
 	return func(c *cli.Context) error {
 		if c.Args().Present() {
-			return usageErrorf("unknown command %q; see '%s --help'", c.Args().First(), path)
+			name := c.Args().First()
+			return usageErrorf("unknown command %q%s; see '%s --help'", name, suggestCommand(c, name), path)
 		}
 		_ = cli.ShowSubcommandHelp(c)
 		return usageErrorf("%s needs a command", path)

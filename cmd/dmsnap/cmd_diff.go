@@ -37,7 +37,7 @@ func newDiffCommand(gopts *globalOptions) *cli.Command {
 				return usageErrorf("diff needs exactly one DEVICE|FILE, got %d arguments", c.NArg())
 			}
 			opts := diffOptions{
-				Path: c.Args().First(), JSON: c.Bool("json") || gopts.JSON, Bitmap: c.String("bitmap"),
+				Path: c.Args().First(), Snapshot: !isPathArg(c.Args().First()), JSON: c.Bool("json") || gopts.JSON, Bitmap: c.String("bitmap"),
 				OriginSize: c.String("origin-size"), ChunkSectors: c.Uint("chunk-size"),
 			}
 			if err := resolveCowOptions(gopts, &opts.Path, &opts.ChunkSectors, &opts.OriginSize); err != nil {
@@ -50,6 +50,7 @@ func newDiffCommand(gopts *globalOptions) *cli.Command {
 
 type diffOptions struct {
 	Path         string
+	Snapshot     bool // Path was resolved from [POOL/]SNAP
 	JSON         bool
 	Bitmap       string
 	OriginSize   string
@@ -106,6 +107,17 @@ func runDiff(_ context.Context, opts diffOptions, gopts *globalOptions) error {
 	s, err := openCowStore(src, cow.Decoder{ExpectChunkSectors: chunk})
 	if err != nil {
 		return err
+	}
+	if s.Fresh() && !opts.Snapshot && !src.knownCOW() {
+		// "No changes" is only true of a snapshot's COW: anything else
+		// without magic (a zeroed file, an unused disk) would be a false
+		// all-clear.
+		what := "unrecognised data"
+		if src.zeroHead() {
+			what = "zeros"
+		}
+		return &cowError{fmt.Sprintf("%s: not a dm-snapshot persistent store: no snapshot magic, its first 4 KiB are %s, and no snapshot uses it; "+
+			"name a snapshot as [POOL/]SNAP (or its active -cow device) to read a fresh store", opts.Path, what), cow.ErrBadMagic}
 	}
 	out := jsonDiff{
 		Path: opts.Path, Live: src.live(), InUseBy: nonNilStrings(src.holders), Fresh: s.Fresh(),

@@ -670,11 +670,46 @@ func splitVolumePath(g *globalOptions, arg string) (pool, volume string, err err
 		return "", "", usageError{err}
 	}
 	if pool == "" {
+		if err := refusePoolName(g, volume); err != nil {
+			return "", "", err
+		}
 		if pool, err = defaultPool(g); err != nil {
 			return "", "", err
 		}
 	}
 	return pool, volume, nil
+}
+
+// refusePoolName refuses a bare NAME that is a pool's name. lvcreate's
+// habit, `lv create vg0 --size 1G`, names the pool where dmsnap wants a
+// volume, and would otherwise make or remove vg0/vg0 in the default pool.
+func refusePoolName(g *globalOptions, name string) error {
+	st, err := loadState(g)
+	if err != nil {
+		return err
+	}
+	_, known := st.Pools[name]
+	if !known {
+		d, err := discover(g, nil)
+		if err != nil {
+			return err
+		}
+		fp, _ := d.byName(name) // an ambiguous name is a pool's too
+		known = fp != nil || len(d.Pools) > 0 && poolNamed(d, name)
+	}
+	if known {
+		return usageErrorf("%s is a pool, not a volume: write POOL/NAME (%s/NAME)", name, name)
+	}
+	return nil
+}
+
+func poolNamed(d *discovery, name string) bool {
+	for _, p := range d.Pools {
+		if p.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // sizeOf formats an extent count of p.
