@@ -95,7 +95,22 @@ func newApp(gopts *globalOptions) *cli.App {
 	}
 	app.Action = unknownCommand("dmsnap")
 	setUsageHandlers(app.Commands)
+	for _, c := range app.Commands {
+		c.Category = commandCategory[c.Name]
+	}
 	return app
+}
+
+// commandCategory groups the commands in `dmsnap --help`; urfave/cli
+// lists the groups in alphabetical order.
+var commandCategory = map[string]string{
+	"pool": "Pools", "activate": "Pools", "deactivate": "Pools", "config": "Pools",
+	"lv":     "Volumes",
+	"create": "Snapshots", "ls": "Snapshots", "status": "Snapshots", "remove": "Snapshots", "extend": "Snapshots", "rename": "Snapshots",
+	"merge": "Merge",
+	"cow":   "COW stores", "diff": "COW stores",
+	"ingest": "ZFS", "zfs": "ZFS", "replicate": "ZFS",
+	"monitor": "Monitoring", "dm": "Monitoring",
 }
 
 func onUsageError(c *cli.Context, err error, _ bool) error {
