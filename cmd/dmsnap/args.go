@@ -45,6 +45,10 @@ func permuteArgs(app *cli.App, args []string) []string {
 	}
 	var pos []string
 	dashdash := false
+	// missing is the level of a value flag that ends args without its
+	// value. It must end the result too, or it would take an argument
+	// (or "--") as its value: its parser then reports the missing value.
+	var missing *level
 	rest := args[1:]
 	for i := 0; i < len(rest); i++ {
 		a := rest[i]
@@ -80,6 +84,8 @@ func permuteArgs(app *cli.App, args []string) []string {
 			if takes && !hasValue {
 				if v, ok := next(); ok {
 					lv.out = append(lv.out, v)
+				} else {
+					missing = lv
 				}
 			}
 			continue
@@ -113,6 +119,7 @@ func permuteArgs(app *cli.App, args []string) []string {
 				cluster = append(cluster, placed{lv, []string{f, v}})
 			} else {
 				cluster = append(cluster, placed{lv, []string{f}})
+				missing = lv
 			}
 			break
 		}
@@ -130,6 +137,9 @@ func permuteArgs(app *cli.App, args []string) []string {
 			out = append(out, lv.word)
 		}
 		out = append(out, lv.out...)
+		if lv == missing {
+			return out
+		}
 	}
 	if dashdash {
 		out = append(out, "--")

@@ -47,8 +47,13 @@ func TestPermuteArgs(t *testing.T) {
 		{"ls vg0 --bogus", "ls --bogus vg0"},
 		{"ls vg0 -Z", "ls -Z vg0"},
 		{"ls vg0 -qZ", "ls -qZ vg0"},
-		// A value flag at the end with no value is left for the parser.
-		{"ls vg0 -o", "ls -o vg0"},
+		// A value flag at the end with no value ends the result, so that
+		// it takes no argument as its value and its parser reports it.
+		{"ls vg0 -o", "ls -o"},
+		{"create base snap --cow", "create --cow"},
+		{"create base snap -Pc", "create -P -c"},
+		{"ls vg0 -q --config-dir", "-q --config-dir"},
+		{"ls vg0 --config-dir -- x", "--config-dir -- ls vg0 x"},
 		{"lv ls vg0 --help", "lv ls --help vg0"},
 		{"lv create vg/x -h", "lv create -h vg/x"},
 		{"bogus --json", "--json bogus"},

@@ -116,6 +116,11 @@ func flagError(c *cli.Context, err error) error {
 		sub := goFlagName.FindStringSubmatch(m)
 		return sub[1] + dashed(sub[2])
 	})
+	if names, ok := strings.CutPrefix(err.Error(), "Cannot use two forms of the same flag: "); ok {
+		if a, b, ok := strings.Cut(names, " "); ok {
+			msg = fmt.Sprintf("%s and %s are the same flag: give it once", dashed(b), dashed(a))
+		}
+	}
 	if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -"); ok {
 		flags := append([]cli.Flag{cli.HelpFlag}, c.App.Flags...)
 		if c.Command != nil {
