@@ -33,8 +33,7 @@ func TestPermuteArgs(t *testing.T) {
 		{"create base --readonly snap", "create --readonly base snap"},
 		// A value flag takes the next word, even one that starts with '-'.
 		{"cow inspect x.img --limit -1", "cow inspect --limit -1 x.img"},
-		// cow inspect has its own --json; the global one is reached before it.
-		{"cow inspect x.img --json", "cow inspect --json x.img"},
+		{"cow inspect x.img --json", "--json cow inspect x.img"},
 		{"--json cow inspect x.img", "--json cow inspect x.img"},
 		{"diff x.img --bitmap out.bin --origin-size 64M", "diff --bitmap out.bin --origin-size 64M x.img"},
 		{"zfs ls -- -tank", "zfs ls -- -tank"},
@@ -54,8 +53,11 @@ func TestPermuteArgs(t *testing.T) {
 		{"create base snap -Pc", "create -P -c"},
 		{"ls vg0 -q --config-dir", "-q --config-dir"},
 		{"ls vg0 --config-dir -- x", "--config-dir -- ls vg0 x"},
+		// Every command has --help: the nearest command's is found first.
 		{"lv ls vg0 --help", "lv ls --help vg0"},
 		{"lv create vg/x -h", "lv create -h vg/x"},
+		{"lv -h", "lv -h"},
+		{"-h lv", "-h lv"},
 		{"bogus --json", "--json bogus"},
 		{"lv bogus -q", "-q lv bogus"},
 		{"help lv", "help lv"},

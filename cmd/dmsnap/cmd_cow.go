@@ -42,7 +42,6 @@ func newCowCommand(gopts *globalOptions) *cli.Command {
 					"the kernel's snapshot status would for this store.\n\n" +
 					"An invalidated store is shown (exit 0); a store that is not one fails (exit 1).\n\n" + exitStatusHelp,
 				Flags: []cli.Flag{
-					&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
 					&cli.IntFlag{Name: "limit", Value: 10, Usage: "show the first `N` exceptions in on-disk order (0 none, -1 all)"},
 					&cli.UintFlag{Name: "chunk-size", Usage: "expected chunk size in `SECTORS` (a mismatch is an error; sizes a fresh store)"},
 				},
@@ -51,7 +50,7 @@ func newCowCommand(gopts *globalOptions) *cli.Command {
 						return usageErrorf("cow inspect needs exactly one DEVICE|FILE, got %d arguments", c.NArg())
 					}
 					opts := cowInspectOptions{
-						Path: c.Args().First(), JSON: c.Bool("json") || gopts.JSON,
+						Path: c.Args().First(), JSON: gopts.JSON,
 						Limit: c.Int("limit"), ChunkSectors: c.Uint("chunk-size"),
 					}
 					if err := resolveCowOptions(gopts, &opts.Path, &opts.ChunkSectors, nil); err != nil {
@@ -70,7 +69,6 @@ func newCowCommand(gopts *globalOptions) *cli.Command {
 					"lies inside the origin. An invalidated store is bad. A fresh store (never\n" +
 					"used) is good.\n\n" + exitStatusHelp,
 				Flags: []cli.Flag{
-					&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
 					&cli.UintFlag{Name: "chunk-size", Usage: "expected chunk size in `SECTORS`, as the snapshot table says"},
 					&cli.StringFlag{Name: "origin-size", Usage: "origin `SIZE` (e.g. 64M, 131072s); old chunks must lie inside it"},
 				},
@@ -79,7 +77,7 @@ func newCowCommand(gopts *globalOptions) *cli.Command {
 						return usageErrorf("cow verify needs exactly one DEVICE|FILE, got %d arguments", c.NArg())
 					}
 					opts := cowVerifyOptions{
-						Path: c.Args().First(), JSON: c.Bool("json") || gopts.JSON,
+						Path: c.Args().First(), JSON: gopts.JSON,
 						ChunkSectors: c.Uint("chunk-size"), OriginSize: c.String("origin-size"),
 					}
 					if err := resolveCowOptions(gopts, &opts.Path, &opts.ChunkSectors, &opts.OriginSize); err != nil {

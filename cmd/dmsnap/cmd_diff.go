@@ -27,7 +27,6 @@ func newDiffCommand(gopts *globalOptions) *cli.Command {
 			"the unused high bits of the last byte zero. It needs --origin-size.\n\n" +
 			exitStatusHelp,
 		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
 			&cli.StringFlag{Name: "bitmap", Usage: "also write the changed chunks as a bitset to `FILE`"},
 			&cli.StringFlag{Name: "origin-size", Usage: "origin `SIZE` (e.g. 64M, 131072s): sizes the bitmap and checks the store"},
 			&cli.UintFlag{Name: "chunk-size", Usage: "expected chunk size in `SECTORS` (a mismatch is an error)"},
@@ -37,7 +36,7 @@ func newDiffCommand(gopts *globalOptions) *cli.Command {
 				return usageErrorf("diff needs exactly one DEVICE|FILE, got %d arguments", c.NArg())
 			}
 			opts := diffOptions{
-				Path: c.Args().First(), Snapshot: !isPathArg(c.Args().First()), JSON: c.Bool("json") || gopts.JSON, Bitmap: c.String("bitmap"),
+				Path: c.Args().First(), Snapshot: !isPathArg(c.Args().First()), JSON: gopts.JSON, Bitmap: c.String("bitmap"),
 				OriginSize: c.String("origin-size"), ChunkSectors: c.Uint("chunk-size"),
 			}
 			if err := resolveCowOptions(gopts, &opts.Path, &opts.ChunkSectors, &opts.OriginSize); err != nil {
