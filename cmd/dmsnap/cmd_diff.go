@@ -20,8 +20,10 @@ func newDiffCommand(gopts *globalOptions) *cli.Command {
 			"Each exception in the store is an origin chunk that changed (or was written\n" +
 			"through the snapshot) since the snapshot was taken. Adjacent chunks are\n" +
 			"merged into extents, printed as byte offset and length on the origin and\n" +
-			"as an inclusive chunk range. A fresh store has no changes. An invalidated\n" +
-			"store is an error: its changes are unknown.\n\n" +
+			"as an inclusive chunk range. A fresh store has no changes, if it is known to\n" +
+			"be a snapshot's COW: a source without snapshot magic that no snapshot uses\n" +
+			"(zeros, a PV) is an error, not a false \"no changes\". An invalidated store is\n" +
+			"an error: its changes are unknown.\n\n" +
 			"--bitmap FILE writes one bit per origin chunk (chunk c is bit c%8 of byte\n" +
 			"c/8, least significant bit first; 1 = changed), ceil(chunks/8) bytes with\n" +
 			"the unused high bits of the last byte zero. It needs --origin-size.\n\n" +
