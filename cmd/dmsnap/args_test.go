@@ -75,3 +75,20 @@ func TestPermuteArgs(t *testing.T) {
 		}
 	}
 }
+
+// TestDedupeTail: a wrapped sentinel that repeats what the message says
+// is dropped; one that adds to it is kept.
+func TestDedupeTail(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"pool vg already exists (uuid 1234): already exists", "pool vg already exists (uuid 1234)"},
+		{"volume vg/x: already exists", "volume vg/x: already exists"},
+		{"snapshot vg/s: not found", "snapshot vg/s: not found"},
+		{`--size: size "0": must be greater than zero: invalid size`, `--size: size "0": must be greater than zero: invalid size`},
+		{"a: b is in use: in use", "a: b is in use"},
+		{"no colon", "no colon"},
+	} {
+		if got := dedupeTail(tt.in); got != tt.want {
+			t.Errorf("dedupeTail(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

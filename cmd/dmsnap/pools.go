@@ -694,8 +694,7 @@ func refusePoolName(g *globalOptions, name string) error {
 		if err != nil {
 			return err
 		}
-		fp, _ := d.byName(name) // an ambiguous name is a pool's too
-		known = fp != nil || len(d.Pools) > 0 && poolNamed(d, name)
+		known = poolNamed(d, name)
 	}
 	if known {
 		return usageErrorf("%s is a pool, not a volume: write POOL/NAME (%s/NAME)", name, name)
@@ -703,6 +702,8 @@ func refusePoolName(g *globalOptions, name string) error {
 	return nil
 }
 
+// poolNamed reports whether some pool d found is called name (one or
+// several: an ambiguous name is a pool's name too).
 func poolNamed(d *discovery, name string) bool {
 	for _, p := range d.Pools {
 		if p.Name == name {
