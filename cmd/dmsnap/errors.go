@@ -128,7 +128,9 @@ func flagError(c *cli.Context, err error) error {
 		}
 		var names []string
 		for _, f := range flags {
-			names = append(names, f.Names()...)
+			if v, ok := f.(cli.VisibleFlag); !ok || v.IsVisible() {
+				names = append(names, f.Names()...)
+			}
 		}
 		msg = "unknown flag " + dashed(name)
 		if s := nearest(names, name); s != "" {
