@@ -15,14 +15,16 @@ import (
 // It walks the command tree: a word naming a subcommand of the current
 // command (before any argument) descends into it; any other word is an
 // argument. A flag belongs to the nearest command, from the current one
-// outwards to the global flags, that defines it; one nobody defines stays
-// with the current command, whose parser reports it. Forms: --name,
-// --name=v, --name v, -name (Go's single-dash long form), -f v, -fv, -f=v
-// and clusters of short bool flags (-Pq); bool flags take no separate
-// value. "--" ends the flags: everything after it is an argument. The
-// result is argv[0], then each command's flags after its name, then "--"
-// if one was given (an argument after it may start with '-'), then the
-// arguments.
+// outwards to the global flags, that defines it. One given before the
+// name of the command defining it (`dmsnap lv --size 1G create vg/x`) is
+// recognised by the subcommands that define it and goes to the command
+// finally named. One nobody defines stays with the current command, whose
+// parser reports it. Forms: --name, --name=v, --name v, -name (Go's
+// single-dash long form), -f v, -fv, -f=v and clusters of short bool flags
+// (-Pq); bool flags take no separate value. "--" ends the flags:
+// everything after it is an argument. The result is argv[0], then each
+// command's flags after its name, then "--" if one was given (an argument
+// after it may start with '-'), then the arguments.
 func permuteArgs(app *cli.App, args []string) []string {
 	if len(args) < 2 {
 		return args
@@ -31,24 +33,34 @@ func permuteArgs(app *cli.App, args []string) []string {
 		word  string          // the command's name as written; "" for the app
 		flags map[string]bool // flag name -> takes a value
 		subs  []*cli.Command
-		out   []string
+	}
+	// A flag as given, and where it goes: lv, or when nil the deepest
+	// level from seen on that defines name (seen itself if none does).
+	type flagWords struct {
+		lv, seen *level
+		name     string
+		words    []string
 	}
 	levels := []*level{{flags: flagTable(app.Flags), subs: app.Commands}}
-	// lookup returns the level defining name, nearest first.
-	lookup := func(name string) (*level, bool) {
+	var flags []*flagWords
+	// lookup finds the level defining name, nearest first; or, failing
+	// that, whether subcommands below the current level define it, which
+	// only the command finally named can settle.
+	lookup := func(name string) (lv *level, takes, below bool) {
 		for i := len(levels) - 1; i >= 0; i-- {
 			if takes, ok := levels[i].flags[name]; ok {
-				return levels[i], takes
+				return levels[i], takes, false
 			}
 		}
-		return nil, false
+		takes, below = flagBelow(levels[len(levels)-1].subs, name)
+		return nil, takes, below
 	}
 	var pos []string
 	dashdash := false
-	// missing is the level of a value flag that ends args without its
-	// value. It must end the result too, or it would take an argument
-	// (or "--") as its value: its parser then reports the missing value.
-	var missing *level
+	// missing is a value flag that ends args without its value. It must
+	// end the result too, or it would take an argument (or "--") as its
+	// value: its parser then reports the missing value.
+	var missing *flagWords
 	rest := args[1:]
 	for i := 0; i < len(rest); i++ {
 		a := rest[i]
@@ -68,83 +80,92 @@ func permuteArgs(app *cli.App, args []string) []string {
 			pos = append(pos, a)
 			continue
 		}
-		// next consumes the following word as a flag's value.
-		next := func() (string, bool) {
-			if i+1 < len(rest) {
-				i++
-				return rest[i], true
+		// add records flag words; takes says a value is still to come,
+		// the next word.
+		add := func(lv *level, name string, takes bool, words ...string) {
+			f := &flagWords{lv: lv, seen: cur, name: name, words: words}
+			flags = append(flags, f)
+			if takes {
+				if i+1 < len(rest) {
+					i++
+					f.words = append(f.words, rest[i])
+				} else {
+					missing = f
+				}
 			}
-			return "", false
 		}
 		long := strings.HasPrefix(a, "--")
 		body := strings.TrimLeft(a, "-")
 		name, _, hasValue := strings.Cut(body, "=")
-		if lv, takes := lookup(name); lv != nil {
-			lv.out = append(lv.out, a)
-			if takes && !hasValue {
-				if v, ok := next(); ok {
-					lv.out = append(lv.out, v)
-				} else {
-					missing = lv
-				}
-			}
+		if lv, takes, below := lookup(name); lv != nil || below {
+			add(lv, name, takes && !hasValue, a)
 			continue
 		}
 		if long || len(body) < 2 {
-			cur.out = append(cur.out, a) // unknown: its command reports it
+			add(cur, name, false, a) // unknown: its command reports it
 			continue
 		}
 		// A cluster of short flags: bools, then at most one that takes
-		// the rest of the word, or the next word, as its value.
-		type placed struct {
-			lv   *level
-			toks []string
+		// the rest of the word, or the next word, as its value. A
+		// letter nobody defines leaves the word whole, to be reported.
+		type short struct {
+			lv    *level
+			name  string
+			takes bool
 		}
-		var cluster []placed
-		ok := true
+		var cluster []short
 		for j := 0; j < len(body); j++ {
-			lv, takes := lookup(body[j : j+1])
-			if lv == nil {
-				ok = false
+			lv, takes, below := lookup(body[j : j+1])
+			if lv == nil && !below {
+				cluster = nil
 				break
 			}
-			f := "-" + body[j:j+1]
-			if !takes {
-				cluster = append(cluster, placed{lv, []string{f}})
-				continue
+			cluster = append(cluster, short{lv, body[j : j+1], takes})
+			if takes {
+				break
 			}
-			if v := strings.TrimPrefix(body[j+1:], "="); v != "" {
-				cluster = append(cluster, placed{lv, []string{f, v}})
-			} else if v, has := next(); has {
-				cluster = append(cluster, placed{lv, []string{f, v}})
-			} else {
-				cluster = append(cluster, placed{lv, []string{f}})
-				missing = lv
-			}
-			break
 		}
-		if !ok {
-			cur.out = append(cur.out, a)
+		if cluster == nil {
+			add(cur, name, false, a)
 			continue
 		}
-		for _, p := range cluster {
-			p.lv.out = append(p.lv.out, p.toks...)
+		for _, f := range cluster {
+			if !f.takes {
+				add(f.lv, f.name, false, "-"+f.name)
+			} else if v := strings.TrimPrefix(body[len(cluster):], "="); v != "" {
+				add(f.lv, f.name, false, "-"+f.name, v)
+			} else {
+				add(f.lv, f.name, true, "-"+f.name)
+			}
 		}
 	}
-	out := []string{args[0]}
+	out := map[*level][]string{}
+	for _, f := range flags {
+		if f.lv == nil {
+			f.lv = f.seen
+			for i := len(levels) - 1; levels[i] != f.seen; i-- {
+				if _, ok := levels[i].flags[f.name]; ok {
+					f.lv = levels[i]
+					break
+				}
+			}
+		}
+		out[f.lv] = append(out[f.lv], f.words...)
+	}
+	argv := []string{args[0]}
 	for _, lv := range levels {
 		if lv.word != "" {
-			out = append(out, lv.word)
+			argv = append(argv, lv.word)
 		}
-		out = append(out, lv.out...)
-		if lv == missing {
-			return out
+		argv = append(argv, out[lv]...)
+		if missing != nil && lv == missing.lv {
+			return argv
 		}
 	}
 	if dashdash {
-		out = append(out, "--")
+		argv = append(argv, "--")
 	}
-	return append(out, pos...)
+	return append(argv, pos...)
 }
 
 // flagTable maps each name of flags, and of the help flag every command
@@ -161,6 +182,27 @@ func flagTable(flags []cli.Flag) map[string]bool {
 		}
 	}
 	return m
+}
+
+// flagBelow reports whether some command in cmds or below defines the
+// flag name, and whether it takes a value there. A name that takes a
+// value in one command and not in another is no answer: below is false.
+func flagBelow(cmds []*cli.Command, name string) (takes, below bool) {
+	seen := map[bool]bool{}
+	var walk func([]*cli.Command)
+	walk = func(cmds []*cli.Command) {
+		for _, c := range cmds {
+			if t, ok := flagTable(c.Flags)[name]; ok && name != "help" && name != "h" {
+				seen[t] = true
+			}
+			walk(c.Subcommands)
+		}
+	}
+	walk(cmds)
+	if len(seen) != 1 {
+		return false, false
+	}
+	return seen[true], true
 }
 
 func findCommand(cmds []*cli.Command, name string) *cli.Command {

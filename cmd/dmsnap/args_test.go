@@ -67,6 +67,18 @@ func TestPermuteArgs(t *testing.T) {
 		{"ls vg0 --config-dir=/c", "--config-dir=/c ls vg0"},
 		{"merge vg/s --watch --interval 1s -b", "merge --watch --interval 1s -b vg/s"},
 		{"ls -", "ls -"},
+		// A flag given before its command's name goes to that command.
+		{"lv --size 1G create vg/x", "lv create --size 1G vg/x"},
+		{"--size 1G lv create vg/x", "lv create --size 1G vg/x"},
+		{"-L 1G lv extend vg/x", "lv extend -L 1G vg/x"},
+		{"-qL1G lv create vg/x", "-q lv create -L 1G vg/x"},
+		{"--interval 1s merge vg/s", "merge --interval 1s vg/s"},
+		{"--force pool remove vg", "pool remove --force vg"},
+		// ... if that command defines it; else the command it was given
+		// to reports it.
+		{"--size 1G ls vg", "--size 1G ls vg"},
+		{"lv -n ls", "lv -n ls"},
+		{"--size", "--size"},
 	} {
 		got := permuteArgs(app, append([]string{"dmsnap"}, strings.Fields(tt.in)...))
 		want := append([]string{"dmsnap"}, strings.Fields(tt.want)...)

@@ -93,6 +93,8 @@ func TestWrongInvocations(t *testing.T) {
 		{[]string{"lv", "create", "vg0/x", "-L", "1M", "--no-activat"}, u, "did you mean --no-activate?", ""},
 		{[]string{"ls", "vg0", "--verbos"}, u, "did you mean --verbose?", ""},
 		{[]string{"ls", "-Z"}, u, "unknown flag -Z", "-json"},
+		{[]string{"--size", "1G", "ls", "vg0"}, u, "unknown flag --size", ""},
+		{[]string{"lv", "--size", "0", "create", "vg0/x", "--no-activate"}, u, "must be greater than zero", ""},
 		{[]string{"ls", "--dev-dr", "x"}, u, "unknown flag --dev-dr", "did you mean"}, // --dev-dir is hidden
 		{[]string{"--bogus"}, u, "unknown flag --bogus", ""},
 		{[]string{"lv", "creat"}, u, `unknown command "creat" (did you mean "create"?); see 'dmsnap lv --help'`, ""},
