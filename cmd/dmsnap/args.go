@@ -61,6 +61,11 @@ func permuteArgs(app *cli.App, args []string) []string {
 	// end the result too, or it would take an argument (or "--") as its
 	// value: its parser then reports the missing value.
 	var missing *flagWords
+	// help is set by -h or --help. urfave/cli would take an argument
+	// given with it for a help topic (`lv create vg/x -h`: "No help topic
+	// for 'vg/x'"), so the arguments are dropped: the help is the
+	// command's.
+	help := false
 	rest := args[1:]
 	for i := 0; i < len(rest); i++ {
 		a := rest[i]
@@ -85,6 +90,9 @@ func permuteArgs(app *cli.App, args []string) []string {
 		add := func(lv *level, name string, takes bool, words ...string) {
 			f := &flagWords{lv: lv, seen: cur, name: name, words: words}
 			flags = append(flags, f)
+			if (name == "help" || name == "h") && !strings.Contains(words[0], "=") {
+				help = true
+			}
 			if takes {
 				if i+1 < len(rest) {
 					i++
@@ -162,6 +170,9 @@ func permuteArgs(app *cli.App, args []string) []string {
 			return argv
 		}
 	}
+	if help {
+		return argv
+	}
 	if dashdash {
 		argv = append(argv, "--")
 	}
@@ -172,7 +183,7 @@ func permuteArgs(app *cli.App, args []string) []string {
 // gets, to whether it takes a value.
 func flagTable(flags []cli.Flag) map[string]bool {
 	m := map[string]bool{}
-	for _, f := range append(flags, cli.HelpFlag) {
+	for _, f := range append(flags[:len(flags):len(flags)], cli.HelpFlag) {
 		takes := true
 		if tv, ok := f.(interface{ TakesValue() bool }); ok {
 			takes = tv.TakesValue()
@@ -192,7 +203,7 @@ func flagBelow(cmds []*cli.Command, name string) (takes, below bool) {
 	var walk func([]*cli.Command)
 	walk = func(cmds []*cli.Command) {
 		for _, c := range cmds {
-			if t, ok := flagTable(c.Flags)[name]; ok && name != "help" && name != "h" {
+			if t, ok := flagTable(c.Flags)[name]; ok {
 				seen[t] = true
 			}
 			walk(c.Subcommands)

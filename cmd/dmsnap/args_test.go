@@ -54,8 +54,11 @@ func TestPermuteArgs(t *testing.T) {
 		{"ls vg0 -q --config-dir", "-q --config-dir"},
 		{"ls vg0 --config-dir -- x", "--config-dir -- ls vg0 x"},
 		// Every command has --help: the nearest command's is found first.
-		{"lv ls vg0 --help", "lv ls --help vg0"},
-		{"lv create vg/x -h", "lv create -h vg/x"},
+		// Arguments go: with them urfave/cli would look for a help topic.
+		{"lv ls vg0 --help", "lv ls --help"},
+		{"lv create vg/x -h", "lv create -h"},
+		{"create base snap -Ph", "create -P -h"},
+		{"lv ls vg0 --help=false", "lv ls --help=false vg0"},
 		{"lv -h", "lv -h"},
 		{"-h lv", "-h lv"},
 		{"bogus --json", "--json bogus"},

@@ -40,6 +40,11 @@ func TestHelpPages(t *testing.T) {
 		t.Errorf("only %d help pages", pages)
 	}
 
+	// --help after the arguments is the command's help.
+	if code, out, errs := e.run("lv", "create", "vg0/x", "-L", "1M", "--help"); code != 0 || !strings.Contains(out, "dmsnap lv create - ") {
+		t.Errorf("lv create vg0/x -L 1M --help: exit %d: %s%s", code, out, errs)
+	}
+
 	_, out, _ := e.run("merge", "--help")
 	for _, want := range []string{"[POOL/]SNAP", "recorded as\npending", "Delaying merge", "--force starts it now", "A bare device-mapper name"} {
 		if !strings.Contains(strings.Join(strings.Fields(out), " "), strings.Join(strings.Fields(want), " ")) {
