@@ -106,6 +106,10 @@ func parseSize(s string) (dm.Sector, error) {
 		return 0, bad("malformed number %q", num)
 	}
 	if unit == "" {
+		// "0" is wrong for being zero whatever its unit would be.
+		if strings.Trim(num, "0.") == "" {
+			return 0, bad("must be greater than zero")
+		}
 		return 0, bad("missing unit (use s, K, M, G, T or P)")
 	}
 	var shift uint // bytes = number << shift, or sectors for "s"

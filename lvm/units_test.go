@@ -24,6 +24,7 @@ func TestParseSize(t *testing.T) {
 	}
 	for _, tc := range []struct{ in, msg string }{
 		{"", "want a number"}, {"0M", "greater than zero"}, {"0s", "greater than zero"},
+		{"0", "greater than zero"}, {"0.0", "greater than zero"}, {"10", "missing unit"},
 		{"100", "missing unit"}, {"100X", `unknown unit "X"`}, {"10Mb2", "unknown unit"},
 		{"-1M", "negative"}, {"1.2.3M", "malformed"}, {"0.3K", "whole number of bytes"}, {"0.25K", "sectors"}, {"1.5s", "whole"},
 		{"100B", "unknown unit"}, {"20000000E", "too large"}, {"99999999999999999999M", "out of range"},

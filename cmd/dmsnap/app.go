@@ -28,7 +28,7 @@ type globalOptions struct {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	gopts := &globalOptions{stdout: stdout, stderr: stderr}
 	app := newApp(gopts)
-	err := app.RunContext(ctx, args)
+	err := app.RunContext(ctx, permuteArgs(app, args))
 	if err != nil && ctx.Err() != nil {
 		err = fmt.Errorf("%w: %w", errInterrupted, err)
 	}
@@ -95,11 +95,26 @@ func newApp(gopts *globalOptions) *cli.App {
 	}
 	app.Action = unknownCommand("dmsnap")
 	setUsageHandlers(app.Commands)
+	for _, c := range app.Commands {
+		c.Category = commandCategory[c.Name]
+	}
 	return app
 }
 
-func onUsageError(_ *cli.Context, err error, _ bool) error {
-	return usageError{err}
+// commandCategory groups the commands in `dmsnap --help`; urfave/cli
+// lists the groups in alphabetical order.
+var commandCategory = map[string]string{
+	"pool": "Pools", "activate": "Pools", "deactivate": "Pools", "config": "Pools",
+	"lv":     "Volumes",
+	"create": "Snapshots", "ls": "Snapshots", "status": "Snapshots", "remove": "Snapshots", "extend": "Snapshots", "rename": "Snapshots",
+	"merge": "Merge",
+	"cow":   "COW stores", "diff": "COW stores",
+	"ingest": "ZFS", "zfs": "ZFS", "replicate": "ZFS",
+	"monitor": "Monitoring", "dm": "Monitoring",
+}
+
+func onUsageError(c *cli.Context, err error, _ bool) error {
+	return usageError{flagError(c, err)}
 }
 
 // setUsageHandlers makes every subcommand report flag errors as usage errors
@@ -120,7 +135,8 @@ func setUsageHandlers(cmds []*cli.Command) {
 func unknownCommand(path string) cli.ActionFunc {
 	return func(c *cli.Context) error {
 		if c.Args().Present() {
-			return usageErrorf("unknown command %q; see '%s --help'", c.Args().First(), path)
+			name := c.Args().First()
+			return usageErrorf("unknown command %q%s; see '%s --help'", name, suggestCommand(c, name), path)
 		}
 		_ = cli.ShowSubcommandHelp(c)
 		return usageErrorf("%s needs a command", path)

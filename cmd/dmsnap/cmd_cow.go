@@ -42,7 +42,6 @@ func newCowCommand(gopts *globalOptions) *cli.Command {
 					"the kernel's snapshot status would for this store.\n\n" +
 					"An invalidated store is shown (exit 0); a store that is not one fails (exit 1).\n\n" + exitStatusHelp,
 				Flags: []cli.Flag{
-					&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
 					&cli.IntFlag{Name: "limit", Value: 10, Usage: "show the first `N` exceptions in on-disk order (0 none, -1 all)"},
 					&cli.UintFlag{Name: "chunk-size", Usage: "expected chunk size in `SECTORS` (a mismatch is an error; sizes a fresh store)"},
 				},
@@ -51,7 +50,7 @@ func newCowCommand(gopts *globalOptions) *cli.Command {
 						return usageErrorf("cow inspect needs exactly one DEVICE|FILE, got %d arguments", c.NArg())
 					}
 					opts := cowInspectOptions{
-						Path: c.Args().First(), JSON: c.Bool("json") || gopts.JSON,
+						Path: c.Args().First(), JSON: gopts.JSON,
 						Limit: c.Int("limit"), ChunkSectors: c.Uint("chunk-size"),
 					}
 					if err := resolveCowOptions(gopts, &opts.Path, &opts.ChunkSectors, nil); err != nil {
@@ -70,7 +69,6 @@ func newCowCommand(gopts *globalOptions) *cli.Command {
 					"lies inside the origin. An invalidated store is bad. A fresh store (never\n" +
 					"used) is good.\n\n" + exitStatusHelp,
 				Flags: []cli.Flag{
-					&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
 					&cli.UintFlag{Name: "chunk-size", Usage: "expected chunk size in `SECTORS`, as the snapshot table says"},
 					&cli.StringFlag{Name: "origin-size", Usage: "origin `SIZE` (e.g. 64M, 131072s); old chunks must lie inside it"},
 				},
@@ -79,7 +77,7 @@ func newCowCommand(gopts *globalOptions) *cli.Command {
 						return usageErrorf("cow verify needs exactly one DEVICE|FILE, got %d arguments", c.NArg())
 					}
 					opts := cowVerifyOptions{
-						Path: c.Args().First(), JSON: c.Bool("json") || gopts.JSON,
+						Path: c.Args().First(), JSON: gopts.JSON,
 						ChunkSectors: c.Uint("chunk-size"), OriginSize: c.String("origin-size"),
 					}
 					if err := resolveCowOptions(gopts, &opts.Path, &opts.ChunkSectors, &opts.OriginSize); err != nil {
@@ -266,13 +264,74 @@ func blockHolders(path string) []string {
 
 // openCowStore decodes the store at src with dec and turns format errors
 // into messages for people, keeping the sentinels for errors.Is.
+//
+// A fresh store is only an absence of magic, which most things that are
+// not stores share: one that holds another known signature (a dmsnap PV,
+// a filesystem, a partition table) is refused, naming it, unless dmsnap
+// knows the device as a snapshot's COW (whose first chunk the kernel may
+// not have written yet, leaving old data after it).
 func openCowStore(src *cowSource, dec cow.Decoder) (*cow.Store, error) {
 	s, err := dec.Open(src.r, src.size)
 	if err != nil {
 		return nil, describeCowError(src.path, err)
 	}
+	if s.Fresh() && !src.knownCOW() {
+		var sig *lvm.SignatureError
+		if err := lvm.DetectSignature(sourceDisk{src}); errors.As(err, &sig) {
+			return nil, &cowError{fmt.Sprintf("%s: not a dm-snapshot persistent store: no snapshot magic; it holds a %s", src.path, sig.What), cow.ErrBadMagic}
+		}
+	}
 	return s, nil
 }
+
+// knownCOW reports whether src is a snapshot's COW as far as the kernel
+// says: a device a device-mapper device holds, or a dmsnap -cow device.
+func (s *cowSource) knownCOW() bool {
+	if s.live() {
+		return true
+	}
+	if !s.block {
+		return false
+	}
+	fi, err := os.Stat(s.path)
+	if err != nil {
+		return false
+	}
+	maj, minor, ok := sys.BlockDevNum(fi)
+	if !ok {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/sys/dev/block/%d:%d/dm/uuid", maj, minor))
+	if err != nil {
+		return false
+	}
+	_, _, layer, err := lvm.ParseDMUUID(strings.TrimSpace(string(b)))
+	return err == nil && layer == lvm.LayerCOW
+}
+
+// zeroHead reports whether the first 4 KiB of src (or all of it, if
+// shorter) are zero.
+func (s *cowSource) zeroHead() bool {
+	b := make([]byte, min(4096, s.size))
+	if n, err := s.r.ReadAt(b, 0); n < len(b) && err != nil {
+		return false
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// sourceDisk reads a cowSource as an lvm.Disk, for DetectSignature.
+type sourceDisk struct{ s *cowSource }
+
+func (d sourceDisk) ReadAt(b []byte, off int64) (int, error) { return d.s.r.ReadAt(b, off) }
+func (d sourceDisk) WriteAt([]byte, int64) (int, error)      { return 0, errors.ErrUnsupported }
+func (d sourceDisk) Sync() error                             { return nil }
+func (d sourceDisk) Size() int64                             { return d.s.size }
+func (d sourceDisk) Name() string                            { return d.s.path }
 
 // cowError is a store problem phrased for the user; Unwrap gives the
 // decoder's error (and its sentinel).

@@ -20,14 +20,15 @@ func newDiffCommand(gopts *globalOptions) *cli.Command {
 			"Each exception in the store is an origin chunk that changed (or was written\n" +
 			"through the snapshot) since the snapshot was taken. Adjacent chunks are\n" +
 			"merged into extents, printed as byte offset and length on the origin and\n" +
-			"as an inclusive chunk range. A fresh store has no changes. An invalidated\n" +
-			"store is an error: its changes are unknown.\n\n" +
+			"as an inclusive chunk range. A fresh store has no changes, if it is known to\n" +
+			"be a snapshot's COW: a source without snapshot magic that no snapshot uses\n" +
+			"(zeros, a PV) is an error, not a false \"no changes\". An invalidated store is\n" +
+			"an error: its changes are unknown.\n\n" +
 			"--bitmap FILE writes one bit per origin chunk (chunk c is bit c%8 of byte\n" +
 			"c/8, least significant bit first; 1 = changed), ceil(chunks/8) bytes with\n" +
 			"the unused high bits of the last byte zero. It needs --origin-size.\n\n" +
 			exitStatusHelp,
 		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
 			&cli.StringFlag{Name: "bitmap", Usage: "also write the changed chunks as a bitset to `FILE`"},
 			&cli.StringFlag{Name: "origin-size", Usage: "origin `SIZE` (e.g. 64M, 131072s): sizes the bitmap and checks the store"},
 			&cli.UintFlag{Name: "chunk-size", Usage: "expected chunk size in `SECTORS` (a mismatch is an error)"},
@@ -37,7 +38,7 @@ func newDiffCommand(gopts *globalOptions) *cli.Command {
 				return usageErrorf("diff needs exactly one DEVICE|FILE, got %d arguments", c.NArg())
 			}
 			opts := diffOptions{
-				Path: c.Args().First(), JSON: c.Bool("json") || gopts.JSON, Bitmap: c.String("bitmap"),
+				Path: c.Args().First(), Snapshot: !isPathArg(c.Args().First()), JSON: gopts.JSON, Bitmap: c.String("bitmap"),
 				OriginSize: c.String("origin-size"), ChunkSectors: c.Uint("chunk-size"),
 			}
 			if err := resolveCowOptions(gopts, &opts.Path, &opts.ChunkSectors, &opts.OriginSize); err != nil {
@@ -50,6 +51,7 @@ func newDiffCommand(gopts *globalOptions) *cli.Command {
 
 type diffOptions struct {
 	Path         string
+	Snapshot     bool // Path was resolved from [POOL/]SNAP
 	JSON         bool
 	Bitmap       string
 	OriginSize   string
@@ -106,6 +108,17 @@ func runDiff(_ context.Context, opts diffOptions, gopts *globalOptions) error {
 	s, err := openCowStore(src, cow.Decoder{ExpectChunkSectors: chunk})
 	if err != nil {
 		return err
+	}
+	if s.Fresh() && !opts.Snapshot && !src.knownCOW() {
+		// "No changes" is only true of a snapshot's COW: anything else
+		// without magic (a zeroed file, an unused disk) would be a false
+		// all-clear.
+		what := "unrecognised data"
+		if src.zeroHead() {
+			what = "zeros"
+		}
+		return &cowError{fmt.Sprintf("%s: not a dm-snapshot persistent store: no snapshot magic, its first 4 KiB are %s, and no snapshot uses it; "+
+			"name a snapshot as [POOL/]SNAP (or its active -cow device) to read a fresh store", opts.Path, what), cow.ErrBadMagic}
 	}
 	out := jsonDiff{
 		Path: opts.Path, Live: src.live(), InUseBy: nonNilStrings(src.holders), Fresh: s.Fresh(),

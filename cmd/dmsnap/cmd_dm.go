@@ -50,7 +50,7 @@ func newDMCommandWith(gopts *globalOptions, open dmOpener) *cli.Command {
 			{
 				Name:        "ls",
 				Usage:       "list device-mapper devices with their targets",
-				Description: "Read-only. " + exitStatusHelp,
+				Description: "Read-only.\n\n" + exitStatusHelp,
 				Action: func(c *cli.Context) error {
 					if c.Args().Present() {
 						return usageErrorf("dm ls takes no arguments, got %q", c.Args().First())
@@ -62,7 +62,7 @@ func newDMCommandWith(gopts *globalOptions, open dmOpener) *cli.Command {
 				Name:        "status",
 				Usage:       "show a device's state, table and typed status (snapshot fill, merge progress)",
 				ArgsUsage:   "NAME",
-				Description: "Read-only. " + exitStatusHelp,
+				Description: "Read-only.\n\n" + exitStatusHelp,
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 1 {
 						return usageErrorf("dm status needs exactly one device name, got %d arguments", c.NArg())
@@ -73,7 +73,7 @@ func newDMCommandWith(gopts *globalOptions, open dmOpener) *cli.Command {
 			{
 				Name:        "targets",
 				Usage:       "list the kernel's device-mapper interface and target versions",
-				Description: "Read-only. " + exitStatusHelp,
+				Description: "Read-only.\n\n" + exitStatusHelp,
 				Action: func(c *cli.Context) error {
 					return runDMTargets(c.Context, open, gopts)
 				},

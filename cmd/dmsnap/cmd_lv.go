@@ -47,7 +47,7 @@ func newLVCommand(gopts *globalOptions) *cli.Command {
 				Name:        "ls",
 				Usage:       "list volumes of one pool or of all pools",
 				ArgsUsage:   "[POOL]",
-				Description: "Read-only. " + exitStatusHelp,
+				Description: "Read-only.\n\n" + exitStatusHelp,
 				Action: withArgs(func(c *cli.Context, args []string) error {
 					if len(args) > 1 {
 						return usageErrorf("lv ls takes at most one pool name")
@@ -82,11 +82,14 @@ func newLVCommand(gopts *globalOptions) *cli.Command {
 				}),
 			},
 			{
-				Name:        "rename",
-				Usage:       "rename a volume (and its active device)",
-				ArgsUsage:   "POOL/OLD NEW",
-				Description: exitStatusHelp,
-				Flags:       []cli.Flag{noActivate},
+				Name:      "rename",
+				Usage:     "rename a volume (and its active device)",
+				ArgsUsage: "POOL/OLD NEW",
+				Description: "Renames the volume to NEW in the same pool (a POOL/ prefix on NEW must name\n" +
+					"that pool) and, while active, its device <pool>-<old> to <pool>-<new>. Refused, with\n" +
+					"nothing changed, if the pool has a volume NEW or another device holds the new device\n" +
+					"name. --no-activate changes the metadata only.\n\n" + exitStatusHelp,
+				Flags: []cli.Flag{noActivate},
 				Action: withArgs(func(c *cli.Context, args []string) error {
 					if len(args) != 2 {
 						return usageErrorf("lv rename needs POOL/OLD NEW, got %d arguments", len(args))

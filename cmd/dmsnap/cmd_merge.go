@@ -73,16 +73,25 @@ func resolveRawSnapshot(_ context.Context, arg string) (string, error) {
 const mergeDescription = `Merges a snapshot back into its origin with the kernel's snapshot-merge target: the
 origin rolls back to the snapshot's content while it stays usable.
 
-  dmsnap merge SNAPDEV              start, wait until merged, then tidy up
-  dmsnap merge SNAPDEV --watch      the same, showing progress
-  dmsnap merge SNAPDEV --background start and return; follow with merge --watch ORIGIN
-  dmsnap merge --watch ORIGIN       re-attach to a running merge and watch it to the end
-  dmsnap merge --watch              watch every merge on the machine, LVM2's included
+  dmsnap merge [POOL/]SNAP              start, wait until merged, then tidy up
+  dmsnap merge [POOL/]SNAP --watch      the same, showing progress
+  dmsnap merge [POOL/]SNAP --background start and return; follow with merge --watch POOL/SNAP
+  dmsnap merge --watch [ORIGIN]         watch one origin's merge, or every merge on the
+                                        machine (LVM2's included), to the end
 
-SNAPDEV is a device-mapper snapshot device ("snapshot <real> <cow> P|PO <chunk>") whose
-origin device runs snapshot-origin over the same <real> (LVM2's layout). Only persistent
-stores (P, PO) merge; transient (N) and invalid snapshots are refused. If the origin or the
-snapshot is open (mounted, in use) the merge is not started, unless --force.
+[POOL/]SNAP is a snapshot of a pool (POOL/ may be left out when a default pool is set). Only
+persistent stores (P, PO) merge; transient (N) and invalid snapshots are refused, as is a
+second merge into an origin that already merges (or waits to merge) a snapshot: nothing is
+changed. If the origin or the snapshot is open (mounted, in use) the merge is recorded as
+pending and the command exits 0 ("Delaying merge since origin is open ..."): dmsnap activate
+starts it once neither is open, --force starts it now. With an inactive origin it runs at the
+next activation. The merge state lives in the pool metadata: after a kill, a crash or a
+reboot dmsnap activate continues it, and dmsnap merge --watch POOL/SNAP re-attaches.
+
+A bare device-mapper name instead of POOL/SNAP merges a raw (non-pool) layout: a snapshot
+device ("snapshot <real> <cow> P|PO <chunk>") whose origin runs snapshot-origin over the same
+<real> (LVM2's layout). There an open origin or snapshot is refused, with nothing changed,
+unless --force.
 
 The handover: snapshot-merge is loaded into the origin, the error target into the snapshot
 device, then the snapshot and the origin are suspended and the origin resumed. Other
@@ -90,7 +99,7 @@ snapshots of the same origin keep their content: the kernel copies each chunk ou
 before the merge changes it (so their COWs fill up). When the merge is done the origin goes
 back to snapshot-origin (other snapshots remain) or to its -real table (plain linear), and
 the old snapshot, its -cow and, if unused, the -real device are removed. Watching alone
-(--watch without SNAPDEV) changes nothing unless --finish is given: LVM2 finishes its own
+(--watch without a snapshot) changes nothing unless --finish is given: LVM2 finishes its own
 merges, and dmsnap pool volumes are finished by the pool commands.
 
 Progress: a bar on stderr when stderr is a terminal; otherwise, or with --json, one JSON
@@ -112,19 +121,19 @@ func newMergeCommandWith(gopts *globalOptions, env func() mergeEnv) *cli.Command
 	return &cli.Command{
 		Name:        "merge",
 		Usage:       "merge a snapshot back into its origin, or watch merges in progress",
-		ArgsUsage:   "[SNAPDEV | --watch [ORIGIN]]",
+		ArgsUsage:   "[POOL/]SNAP | DMNAME | --watch [ORIGIN]",
 		Description: mergeDescription + exitStatusHelp,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "watch", Aliases: []string{"w"}, Usage: "show progress until the merge is done"},
 			&cli.BoolFlag{Name: "background", Aliases: []string{"b"}, Usage: "start the merge and return at once"},
-			&cli.BoolFlag{Name: "finish", Usage: "with --watch and no SNAPDEV: tidy up finished merges of plain device-mapper layouts"},
+			&cli.BoolFlag{Name: "finish", Usage: "with --watch and no snapshot: tidy up finished merges of plain device-mapper layouts"},
 			&cli.BoolFlag{Name: "force", Usage: "merge even though the origin or the snapshot is open"},
 			&cli.DurationFlag{Name: "interval", Value: merge.DefaultInterval,
 				Usage: fmt.Sprintf("status polling interval, %v to %v", merge.MinInterval, merge.MaxInterval)},
 		},
 		Action: withArgs(func(c *cli.Context, args []string) error {
 			if len(args) > 1 {
-				return usageErrorf("merge takes at most one device, got %d arguments", len(args))
+				return usageErrorf("merge takes at most one snapshot, got %d arguments", len(args))
 			}
 			opts := mergeOptions{Target: first(args), Watch: c.Bool("watch"), Background: c.Bool("background"),
 				Finish: c.Bool("finish"), Force: c.Bool("force"), Interval: c.Duration("interval")}
@@ -139,7 +148,7 @@ func (o mergeOptions) check() error {
 	}
 	switch {
 	case o.Target == "" && !o.Watch:
-		return usageErrorf("merge needs a snapshot device, or --watch")
+		return usageErrorf("merge needs a snapshot device ([POOL/]SNAP or a device-mapper name), or --watch")
 	case o.Background && o.Watch:
 		return usageErrorf("--background and --watch exclude each other")
 	case o.Finish && !o.Watch:

@@ -65,7 +65,7 @@ func newPoolCommand(gopts *globalOptions) *cli.Command {
 			{
 				Name:        "ls",
 				Usage:       "list pools found on devices and remembered image files",
-				Description: "Read-only. " + exitStatusHelp,
+				Description: "Read-only.\n\n" + exitStatusHelp,
 				Action: withArgs(func(c *cli.Context, args []string) error {
 					if len(args) > 0 {
 						return usageErrorf("pool ls takes no arguments")
@@ -77,7 +77,7 @@ func newPoolCommand(gopts *globalOptions) *cli.Command {
 				Name:        "show",
 				Usage:       "show a pool's PVs, volumes and free space",
 				ArgsUsage:   "NAME",
-				Description: "Read-only. " + exitStatusHelp,
+				Description: "Read-only.\n\n" + exitStatusHelp,
 				Action: withArgs(func(c *cli.Context, args []string) error {
 					if len(args) != 1 {
 						return usageErrorf("pool show needs exactly one pool name, got %d arguments", len(args))

@@ -289,7 +289,7 @@ func TestPoolBadInput(t *testing.T) {
 	}{
 		{"pool name with slash", []string{"pool", "create", "a/b", b}, exitUsage, "invalid name"},
 		{"pool name with space", []string{"pool", "create", "a b", b}, exitUsage, "invalid name"},
-		{"pool name leading dash", []string{"pool", "create", "--", "-x", b}, exitUsage, "cannot start with '-'"},
+		{"pool name leading dash", []string{"pool", "create", "--", "-x", b}, exitUsage, "must not start with '-'"},
 		{"pool name too long", []string{"pool", "create", strings.Repeat("x", 128), b}, exitUsage, "invalid name"},
 		{"pool name clash", []string{"pool", "create", "vg", b}, exitError, "pool vg already exists"},
 		{"no devices", []string{"pool", "create", "vg3"}, exitUsage, "needs DEVICE|FILE"},

@@ -48,7 +48,7 @@ func newCreateCommand(gopts *globalOptions) *cli.Command {
 			"must hold at least 3 chunks (header, metadata area, data).\n\n" + exitStatusHelp,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "cow", Aliases: []string{"L"}, Usage: "COW size: 100M, 20%ORIGIN, 50%FREE"},
-			&cli.BoolFlag{Name: "persistent", Aliases: []string{"P"}, Usage: "persistent store P (default)"},
+			&cli.BoolFlag{Name: "persistent", Aliases: []string{"P"}, Usage: "persistent store P (default)", DisableDefaultText: true},
 			&cli.BoolFlag{Name: "transient", Aliases: []string{"N"}, Usage: "transient store N (in memory; not restored after deactivation)"},
 			&cli.BoolFlag{Name: "overflow", Usage: "persistent store PO (Overflow instead of Invalid when filled through the snapshot)"},
 			&cli.StringFlag{Name: "chunksize", Aliases: []string{"c"}, Value: "4K", Usage: "chunk size, a power of two from 4K to 512K"},

@@ -405,10 +405,12 @@ func runSnapExtend(ctx context.Context, gopts *globalOptions, arg, size string) 
 
 func newRenameCommand(gopts *globalOptions) *cli.Command {
 	return &cli.Command{
-		Name:        "rename",
-		Usage:       "rename a snapshot (and its active devices)",
-		ArgsUsage:   "[POOL/]SNAP NEW",
-		Description: exitStatusHelp,
+		Name:      "rename",
+		Usage:     "rename a snapshot (and its active devices)",
+		ArgsUsage: "[POOL/]SNAP NEW",
+		Description: "Renames the snapshot (its COW volume) to NEW in the same pool and, while active, its\n" +
+			"devices <pool>-<snap> and <pool>-<snap>-cow. Refused, with nothing changed, if the pool\n" +
+			"has a volume NEW or another device holds one of the new names.\n\n" + exitStatusHelp,
 		Action: withArgs(func(c *cli.Context, args []string) error {
 			if len(args) != 2 {
 				return usageErrorf("rename needs [POOL/]SNAP NEW, got %d arguments", len(args))

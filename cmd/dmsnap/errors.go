@@ -4,9 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/dmsnap/dmsnap/dm"
+	"github.com/urfave/cli/v2"
+	"github.com/xrash/smetrics"
 )
 
 // Exit statuses. Each command's help repeats the ones it can return.
@@ -90,11 +93,103 @@ type jsonError struct {
 }
 
 func printError(g *globalOptions, err error, code int) {
-	msg := explain(err)
+	msg := dedupeTail(explain(err))
 	if g.JSON {
 		b, _ := json.Marshal(jsonError{MessageType: "exit_error", Code: code, Message: msg})
 		fmt.Fprintln(g.stderr, string(b))
 		return
 	}
 	fmt.Fprintf(g.stderr, "dmsnap: %s\n", msg)
+}
+
+// goFlagName matches a flag name as Go's flag package prints it in its
+// errors: one dash, whatever the user typed.
+var goFlagName = regexp.MustCompile(`(provided but not defined: |for flag |for |needs an argument: )-([^\s:=]+)`)
+
+// flagError rewrites a flag parsing error of the command c for people:
+// flag names as they are written (--json, -L), and for an unknown flag
+// the nearest one of the command's and the global flags, the suggestion
+// urfave/cli makes when it prints errors itself (OnUsageError replaces
+// that).
+func flagError(c *cli.Context, err error) error {
+	msg := goFlagName.ReplaceAllStringFunc(err.Error(), func(m string) string {
+		sub := goFlagName.FindStringSubmatch(m)
+		return sub[1] + dashed(sub[2])
+	})
+	if names, ok := strings.CutPrefix(err.Error(), "Cannot use two forms of the same flag: "); ok {
+		if a, b, ok := strings.Cut(names, " "); ok {
+			msg = fmt.Sprintf("%s and %s are the same flag: give it once", dashed(b), dashed(a))
+		}
+	}
+	if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -"); ok {
+		flags := append([]cli.Flag{cli.HelpFlag}, c.App.Flags...)
+		if c.Command != nil {
+			flags = append(flags, c.Command.Flags...)
+		}
+		var names []string
+		for _, f := range flags {
+			if v, ok := f.(cli.VisibleFlag); !ok || v.IsVisible() {
+				names = append(names, f.Names()...)
+			}
+		}
+		msg = "unknown flag " + dashed(name)
+		if s := nearest(names, name); s != "" {
+			msg += "; did you mean " + dashed(s) + "?"
+		}
+	}
+	return errors.New(msg)
+}
+
+// dashed writes a flag name with the dashes the help shows.
+func dashed(name string) string {
+	if len(name) == 1 {
+		return "-" + name
+	}
+	return "--" + name
+}
+
+// suggestCommand names the subcommand of c nearest to name, as
+// ` (did you mean "x"?)`, or returns "".
+func suggestCommand(c *cli.Context, name string) string {
+	cmds := c.App.Commands
+	if c.Command != nil && len(c.Command.Subcommands) > 0 {
+		cmds = c.Command.Subcommands
+	}
+	var names []string
+	for _, cmd := range cmds {
+		if !cmd.Hidden {
+			names = append(names, cmd.Names()...)
+		}
+	}
+	if s := nearest(names, name); s != "" {
+		return fmt.Sprintf(" (did you mean %q?)", s)
+	}
+	return ""
+}
+
+// nearest returns the name closest to s by Jaro-Winkler similarity, as
+// urfave/cli's suggestions measure it, or "" if none is close: urfave
+// always names the best match, however poor ("nope" → "help").
+func nearest(names []string, s string) string {
+	const minSimilarity = 0.8
+	best, score := "", minSimilarity
+	for _, n := range names {
+		if d := smetrics.JaroWinkler(n, s, 0.7, 4); d >= score && (best == "" || d > score) {
+			best, score = n, d
+		}
+	}
+	return best
+}
+
+// dedupeTail drops a final ": TEXT" that the message already says, as in
+// "pool vg already exists (uuid …): already exists", where TEXT is a
+// wrapped sentinel kept for errors.Is.
+func dedupeTail(msg string) string {
+	for {
+		i := strings.LastIndex(msg, ": ")
+		if i < 0 || !strings.Contains(msg[:i], msg[i+2:]) {
+			return msg
+		}
+		msg = msg[:i]
+	}
 }

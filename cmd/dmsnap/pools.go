@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -672,6 +670,9 @@ func splitVolumePath(g *globalOptions, arg string) (pool, volume string, err err
 		return "", "", usageError{err}
 	}
 	if pool == "" {
+		if err := refusePoolName(g, volume); err != nil {
+			return "", "", err
+		}
 		if pool, err = defaultPool(g); err != nil {
 			return "", "", err
 		}
@@ -679,64 +680,46 @@ func splitVolumePath(g *globalOptions, arg string) (pool, volume string, err err
 	return pool, volume, nil
 }
 
-// sizeOf formats an extent count of p.
-func sizeOf(p *lvm.Pool, n lvm.ExtentCount) string { return lvm.FormatSize(p.Sectors(n)) }
-
-// withArgs adapts an action to urfave/cli, which stops parsing flags at
-// the first argument: flags given after arguments (`lv create vg/x
-// --size 1G`) are parsed here and set on c, and fn gets the remaining
-// arguments. "--" ends the flags.
-func withArgs(fn func(c *cli.Context, args []string) error) cli.ActionFunc {
-	return func(c *cli.Context) error {
-		args := c.Args().Slice()
-		late := false
-		for _, a := range args {
-			if a == "--" {
-				break
-			}
-			if len(a) > 1 && a[0] == '-' {
-				late = true
-			}
-		}
-		if !late {
-			return fn(c, args)
-		}
-		fs := flag.NewFlagSet(c.Command.Name, flag.ContinueOnError)
-		fs.SetOutput(io.Discard)
-		for _, f := range c.Command.Flags {
-			if err := f.Apply(fs); err != nil {
-				return err
-			}
-		}
-		var pos []string
-		rest := args
-		for len(rest) > 0 {
-			n := len(rest)
-			if err := fs.Parse(rest); err != nil {
-				return usageErrorf("%w (a name cannot start with '-')", err)
-			}
-			rest = fs.Args()
-			if len(rest) == 0 {
-				break
-			}
-			if len(rest) < n && args[len(args)-len(rest)-1] == "--" {
-				pos = append(pos, rest...) // everything after "--"
-				break
-			}
-			pos = append(pos, rest[0])
-			rest = rest[1:]
-		}
-		var err error
-		fs.Visit(func(f *flag.Flag) {
-			if e := c.Set(f.Name, f.Value.String()); e != nil && err == nil {
-				err = usageError{e}
-			}
-		})
+// refusePoolName refuses a bare NAME that is a pool's name. lvcreate's
+// habit, `lv create vg0 --size 1G`, names the pool where dmsnap wants a
+// volume, and would otherwise make or remove vg0/vg0 in the default pool.
+func refusePoolName(g *globalOptions, name string) error {
+	st, err := loadState(g)
+	if err != nil {
+		return err
+	}
+	_, known := st.Pools[name]
+	if !known {
+		d, err := discover(g, nil)
 		if err != nil {
 			return err
 		}
-		return fn(c, pos)
+		known = poolNamed(d, name)
 	}
+	if known {
+		return usageErrorf("%s is a pool, not a volume: write POOL/NAME (%s/NAME)", name, name)
+	}
+	return nil
+}
+
+// poolNamed reports whether some pool d found is called name (one or
+// several: an ambiguous name is a pool's name too).
+func poolNamed(d *discovery, name string) bool {
+	for _, p := range d.Pools {
+		if p.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// sizeOf formats an extent count of p.
+func sizeOf(p *lvm.Pool, n lvm.ExtentCount) string { return lvm.FormatSize(p.Sectors(n)) }
+
+// withArgs adapts an action taking its arguments as a slice. Flags after
+// the arguments were already moved in front of them by permuteArgs.
+func withArgs(fn func(c *cli.Context, args []string) error) cli.ActionFunc {
+	return func(c *cli.Context) error { return fn(c, c.Args().Slice()) }
 }
 
 func first(args []string) string {
