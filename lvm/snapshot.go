@@ -560,12 +560,22 @@ func reloadSnapshot(ctx context.Context, k SnapshotKernel, p *Pool, env Snapshot
 	env.logf("reloaded %s: %d segments", cowName, len(lines))
 	failpoint("lvm.snapshot.extend.after-cow")
 	d := plan[snapName]
-	if _, err := k.Info(snapName); err != nil || d.Lines[0].Type != dm.TypeSnapshot {
+	snapInfo, err := k.Info(snapName)
+	if err != nil || d.Lines[0].Type != dm.TypeSnapshot {
 		return 0, nil // not active, or merging: nothing to reload
 	}
 	snapLines, err := ResolveLines(d.Lines, devnum)
 	if err != nil {
 		return 0, err
+	}
+	if snapInfo.InactivePresent {
+		// A reload killed between its load and its resume: the inactive
+		// snapshot table already holds the COW for the exception-store
+		// handover, and the kernel refuses a second (EINVAL).
+		if err := k.ClearInactive(snapName); err != nil {
+			return 0, err
+		}
+		env.logf("cleared the inactive table of %s left by an interrupted reload", snapName)
 	}
 	if err := k.Load(snapName, snapLines, dm.LoadOptions{ReadOnly: d.ReadOnly}); err != nil {
 		return 0, err

@@ -220,3 +220,37 @@ func TestCrashPoolRemoveKernel(t *testing.T) {
 		})
 	}
 }
+
+// TestCrashAutoextendKernel kills `dmsnap monitor --once` while its
+// autoextend grows a snapshot past its threshold (2.5 MiB of 4 MiB
+// written; 60%, +100% = one 4 MiB extent) at the steps of ExtendSnapshot
+// it runs: after the intent, with the origin suspended, after the
+// reload. After activate the metadata is the new size, the kernel's
+// tables and the snapshot's COW size match it, no device is suspended,
+// and the snapshot reads the data it froze.
+func TestCrashAutoextendKernel(t *testing.T) {
+	for _, fp := range []string{"lvm.snapshot.extend.after-intent", "lvm.snapshot.extend.suspended", "lvm.snapshot.extend.after-reload"} {
+		t.Run(fp, func(t *testing.T) {
+			r := snapRig(t)
+			if err := writeAt(t, dm.DevicePath(r.pool+"-victim"), 1<<20, randBytes(3<<19)); err != nil {
+				t.Fatal(err)
+			}
+			if st := kernelSnapStatus(t, r.pool+"-snap"); st.Percent() < 60 {
+				t.Fatalf("snapshot only %.1f%% full", st.Percent())
+			}
+			next, err := r.old.ExtendVolume("snap", 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.e.crash(fp, "monitor", "--once", "--listen", "", "--autoextend-threshold", "60", "--autoextend-percent", "100")
+			r.settle(t, wantNew, next, nil)
+			for _, n := range []string{r.pool + "-victim", r.pool + "-snap", r.pool + "-snap-cow"} {
+				if i := info(t, n); i.Suspended || i.InactivePresent {
+					t.Errorf("%s after activate: %+v", n, i)
+				}
+			}
+			r.checkSnap(t, "snap", 8<<20)
+			r.further(t)
+		})
+	}
+}
