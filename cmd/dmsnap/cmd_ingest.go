@@ -337,10 +337,11 @@ func runIngest(ctx context.Context, gopts *globalOptions, opts ingestOptions) er
 	if err != nil {
 		// Undo now rather than leave it to the next run: no change made.
 		if s == nil {
-			s, err = relockPool(context.Background(), gopts, pool, err)
-		}
-		if s == nil {
-			return fmt.Errorf("%w; the next ingest will undo this one", err)
+			// The copy ran unlocked: the pool's lock again to undo.
+			var lerr error
+			if s, lerr = relockPool(context.Background(), gopts, pool); lerr != nil {
+				return errors.Join(err, fmt.Errorf("the next ingest will undo this one: %w", lerr))
+			}
 		}
 		if aerr := abandonIngest(gopts, s, r, lin); aerr != nil {
 			return errors.Join(err, fmt.Errorf("the next ingest will finish undoing this one: %w", aerr))
@@ -374,7 +375,7 @@ func runIngest(ctx context.Context, gopts *globalOptions, opts ingestOptions) er
 		// The old cursor's removal changes the pool: its lock again,
 		// waiting for whoever took it during the copy.
 		var rerr error
-		if s, rerr = relockPool(ctx, gopts, pool, nil); rerr != nil {
+		if s, rerr = relockPool(ctx, gopts, pool); rerr != nil {
 			gopts.warn(fmt.Sprintf("the old ingest cursor %s/%s was not removed (dmsnap remove %s/%s): %v", pool, old, pool, old, rerr))
 		}
 	}
@@ -406,19 +407,15 @@ const relockWait = 2 * time.Minute
 
 // relockPool takes the pool's exclusive lock again after the copy,
 // waiting up to relockWait, and opens a fresh session (the pool may have
-// changed meanwhile). prev, if not nil, is joined into the error.
-func relockPool(ctx context.Context, gopts *globalOptions, pool string, prev error) (*snapSession, error) {
+// changed meanwhile).
+func relockPool(ctx context.Context, gopts *globalOptions, pool string) (*snapSession, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), relockWait)
 	defer cancel()
 	l, err := lock.Acquire(ctx, lock.Path(gopts.lockDir(), pool), lock.Exclusive)
 	if err != nil {
-		return nil, errors.Join(prev, fmt.Errorf("lock pool %s again after the copy: %w", pool, err))
+		return nil, fmt.Errorf("lock pool %s again after the copy: %w", pool, err)
 	}
-	s, err := openSnapSessionLocked(gopts, pool, l, lock.Exclusive)
-	if err != nil {
-		return nil, errors.Join(prev, err)
-	}
-	return s, nil
+	return openSnapSessionLocked(gopts, pool, l, lock.Exclusive)
 }
 
 // retireCursor removes the previous cursor once the new ZFS snapshot is
