@@ -25,7 +25,10 @@ import (
 //	lvm.commit.after-slot-write  one PV's slot fully written and synced (fires per PV)
 //	lvm.commit.done            every PV written
 //	lvm.extend.after-new-pvs   Extend: new PVs labelled and written, old PVs not yet
-//	lvm.snapshot.*             snapshot create/remove/extend steps (docs/formats.md)
+//	lvm.snapshot.*             snapshot create/remove/extend/rename steps (docs/formats.md)
+//
+// Other packages' failpoints go through [Failpoint]: "ingest.*",
+// "replicate.*", "pool.remove.*" of the CLI.
 const FailpointEnv = "DMSNAP_FAILPOINT"
 
 // FailpointExitCode is the exit status of a process stopped by a failpoint.
