@@ -3,6 +3,7 @@ package lvm
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,7 +25,10 @@ import (
 //	lvm.commit.after-slot-write  one PV's slot fully written and synced (fires per PV)
 //	lvm.commit.done            every PV written
 //	lvm.extend.after-new-pvs   Extend: new PVs labelled and written, old PVs not yet
-//	lvm.snapshot.*             snapshot create/remove/extend steps (docs/formats.md)
+//	lvm.snapshot.*             snapshot create/remove/extend/rename steps (docs/formats.md)
+//
+// Other packages' failpoints go through [Failpoint]: "ingest.*",
+// "replicate.*", "pool.remove.*" of the CLI.
 const FailpointEnv = "DMSNAP_FAILPOINT"
 
 // FailpointPauseEnv, set to a duration ("3s"), makes an armed failpoint
@@ -88,3 +92,34 @@ func failpoint(name string) {
 // same mechanism for failpoints of other packages and commands (ingest's
 // "ingest.*").
 func Failpoint(name string) { failpoint(name) }
+
+// PausepointEnv names the environment variable that arms pausepoints for
+// tests that act on the system while a command is in the middle of a
+// step: "NAME=DIR". The first time the process reaches NAME it creates
+// DIR/NAME.paused, then waits until DIR/NAME.resume exists (polling every
+// 50 ms, at most 10 minutes), and goes on.
+const PausepointEnv = "DMSNAP_PAUSEPOINT"
+
+var pausepointOnce sync.Map // name -> struct{}: paused once already
+
+// Pausepoint pauses the process at name if [PausepointEnv] arms it (see
+// there); otherwise it does nothing. It fires once per process.
+func Pausepoint(name string) {
+	n, dir, ok := strings.Cut(os.Getenv(PausepointEnv), "=")
+	if !ok || n != name {
+		return
+	}
+	if _, done := pausepointOnce.LoadOrStore(name, struct{}{}); done {
+		return
+	}
+	base := filepath.Join(dir, name)
+	if err := os.WriteFile(base+".paused", nil, 0o600); err != nil {
+		fmt.Fprintf(os.Stderr, "dmsnap: pausepoint %s: %v\n", name, err)
+		return
+	}
+	for deadline := time.Now().Add(10 * time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(base + ".resume"); err == nil {
+			return
+		}
+	}
+}

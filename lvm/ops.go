@@ -218,6 +218,17 @@ func (p *Pool) SetSnapshotState(name string, state SnapshotState) (*Pool, error)
 	return q, nil
 }
 
+// OpPoolRemove is the pending operation of `dmsnap pool remove`: committed
+// to every PV before the first PV is wiped, so that a crash part way
+// leaves PVs that carry it (the pool's newest metadata) and PVs wiped
+// clean; whoever finds it finishes the removal instead of using the pool.
+const OpPoolRemove = "pool-remove"
+
+// RemovalPending reports whether p carries an [OpPoolRemove] record.
+func (p *Pool) RemovalPending() bool {
+	return slices.ContainsFunc(p.Pending, func(op PendingOp) bool { return op.Op == OpPoolRemove })
+}
+
 // AddPending returns a copy of p recording op; op.ID is assigned if empty.
 func (p *Pool) AddPending(op PendingOp) (*Pool, UUID) {
 	if op.ID == "" {

@@ -402,10 +402,12 @@ func ExtendSnapshot(ctx context.Context, s *Store, env SnapshotEnv, name string,
 	if err := s.Commit(pending); err != nil {
 		return res, fmt.Errorf("extend %s/%s: %w", p.Name, name, err)
 	}
+	failpoint("lvm.snapshot.extend.after-intent")
 	res.Active = true
 	if res.Suspended, err = reloadSnapshot(ctx, k, s.Pool, env, v.UUID); err != nil {
 		return res, fmt.Errorf("extend %s/%s: %w (the metadata has the new size; dmsnap activate %s retries)", p.Name, name, err, p.Name)
 	}
+	failpoint("lvm.snapshot.extend.after-reload")
 	if err := s.Commit(s.Pool.RemovePending(opID)); err != nil {
 		return res, fmt.Errorf("extend %s/%s: %w", p.Name, name, err)
 	}
@@ -440,16 +442,27 @@ func reloadSnapshot(ctx context.Context, k SnapshotKernel, p *Pool, env Snapshot
 	env.logf("reloaded %s: %d segments", cowName, len(lines))
 	failpoint("lvm.snapshot.extend.after-cow")
 	d := plan[snapName]
-	if _, err := k.Info(snapName); err != nil || d.Lines[0].Type != dm.TypeSnapshot {
+	snapInfo, err := k.Info(snapName)
+	if err != nil || d.Lines[0].Type != dm.TypeSnapshot {
 		return 0, nil // not active, or merging: nothing to reload
 	}
 	snapLines, err := ResolveLines(d.Lines, devnum)
 	if err != nil {
 		return 0, err
 	}
+	if snapInfo.InactivePresent {
+		// A reload killed between its load and its resume: the inactive
+		// snapshot table already holds the COW for the exception-store
+		// handover, and the kernel refuses a second (EINVAL).
+		if err := k.ClearInactive(snapName); err != nil {
+			return 0, err
+		}
+		env.logf("cleared the inactive table of %s left by an interrupted reload", snapName)
+	}
 	if err := k.Load(snapName, snapLines, dm.LoadOptions{ReadOnly: d.ReadOnly}); err != nil {
 		return 0, err
 	}
+	failpoint("lvm.snapshot.extend.after-snapshot-load")
 	start := time.Now()
 	err = k.WithSuspended(ctx, originName, suspendOrigin, func() error {
 		if _, err := k.Resume(snapName); err != nil {
@@ -464,8 +477,13 @@ func reloadSnapshot(ctx context.Context, k SnapshotKernel, p *Pool, env Snapshot
 }
 
 // RenameSnapshot renames the snapshot (its COW volume) and its active
-// devices <snap> and <snap>-cow. The metadata is committed first; a
-// crash leaves devices under the old names, which [Activate] renames.
+// devices <snap> and <snap>-cow. The metadata is committed first, in one
+// commit, so no intent record is needed: before it completes the old
+// name wins, after it the new one, and a crash before or between the
+// device renames leaves devices whose DM UUIDs (which a rename keeps)
+// name their volume, so [Reconcile] renames them to the committed name.
+// Both snapshot tables refer to their -cow and -real by device number,
+// which a rename keeps too (tested by TestCrashSnapshotRenameKernel).
 func RenameSnapshot(_ context.Context, s *Store, env SnapshotEnv, oldName, newName string) error {
 	p := s.Pool
 	if _, _, err := snapshotOf(p, oldName); err != nil {
@@ -493,11 +511,13 @@ func RenameSnapshot(_ context.Context, s *Store, env SnapshotEnv, oldName, newNa
 	if k == nil {
 		return nil
 	}
+	failpoint("lvm.snapshot.rename.after-commit")
 	for _, pr := range pairs {
 		if err := k.Rename(pr[0], pr[1]); err != nil && !errors.Is(err, dm.ErrNotFound) {
 			return fmt.Errorf("rename %s/%s: %w (dmsnap activate %s finishes it)", p.Name, oldName, err, p.Name)
 		}
 		env.logf("renamed %s to %s", pr[0], pr[1])
+		failpoint("lvm.snapshot.rename.after-device")
 	}
 	return nil
 }

@@ -182,3 +182,36 @@ func TestDocumentVersion1(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRecoverSnapshotExtendInactive: an extend killed between the
+// snapshot table's load and its resume leaves that table in the
+// snapshot's inactive slot, holding the COW for the handover; recovery
+// clears it before loading the table again (the kernel refuses a second
+// handover destination with EINVAL).
+func TestRecoverSnapshotExtendInactive(t *testing.T) {
+	s, k, env := snapFixture(t)
+	if _, err := CreateSnapshot(context.Background(), s, env, snapSpec); err != nil {
+		t.Fatal(err)
+	}
+	grown := must[*Pool](t)(s.Pool.ExtendVolume("snap", 1))
+	pending, _ := grown.AddPending(PendingOp{Op: OpSnapshotExtend, Volume: grown.Volume("snap").UUID})
+	live := k.devs["vg-snap"].live
+	if err := k.Load("vg-snap", live, dm.LoadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	k.log = nil
+	next, _, err := RecoverSnapshots(context.Background(), k, pending, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(next.Pending) != 0 {
+		t.Errorf("pending left: %+v", next.Pending)
+	}
+	clear, load := slices.Index(k.log, "clear vg-snap"), slices.Index(k.log, "load vg-snap")
+	if clear < 0 || load < clear {
+		t.Errorf("the stale inactive table of vg-snap was not cleared before the reload: %v", k.log)
+	}
+	if d := k.devs["vg-snap"]; d.hasInactive {
+		t.Error("vg-snap still has an inactive table")
+	}
+}

@@ -79,6 +79,9 @@ type jsonActivation struct {
 	Skipped  []string          `json:"skipped_volumes"`
 	Missing  []string          `json:"missing_pvs"`
 	Warnings []string          `json:"warnings"`
+	// Removed: the pool's metadata said a pool remove was interrupted;
+	// activate finished it (the PVs are wiped) instead of activating.
+	Removed bool `json:"removed,omitempty"`
 }
 
 func runActivate(ctx context.Context, gopts *globalOptions, opts activateOptions) error {
@@ -152,6 +155,10 @@ func printActivations(gopts *globalOptions, results []jsonActivation) {
 		fmt.Fprintln(w, "no pools found")
 	}
 	for _, r := range results {
+		if r.Removed {
+			fmt.Fprintf(w, "finished removing pool %s (an interrupted pool remove)\n", r.Pool)
+			continue
+		}
 		verb := "activated"
 		if r.DryRun {
 			verb = "would activate"
@@ -192,6 +199,9 @@ func activatePool(ctx context.Context, gopts *globalOptions, k *dm.Client, fp *f
 	p := o.Store.Pool
 	r := jsonActivation{Pool: p.Name, UUID: p.UUID, DryRun: opts.DryRun, Actions: []jsonAction{}, Devices: map[string]string{},
 		Skipped: []string{}, Missing: []string{}, Warnings: o.Warnings}
+	if p.RemovalPending() {
+		return finishPoolRemove(ctx, gopts, k, o, r, opts.DryRun)
+	}
 	for _, id := range o.Store.Missing {
 		desc := string(id)
 		if pv := p.PV(id); pv != nil && pv.DeviceHint != "" {
@@ -432,4 +442,35 @@ func runDeactivate(_ context.Context, gopts *globalOptions, pool string) error {
 		return err
 	}
 	return nil
+}
+
+// finishPoolRemove finishes an interrupted `pool remove` found by
+// activate: the pool's devices (if any) go, the PVs still labelled are
+// wiped and the state file forgets the pool.
+func finishPoolRemove(ctx context.Context, gopts *globalOptions, k *dm.Client, o *openedPool, r jsonActivation, dryRun bool) (jsonActivation, error) {
+	p := o.Store.Pool
+	r.Removed = true
+	msg := fmt.Sprintf("pool %s: a pool remove was interrupted; finished it (%d PVs wiped)", p.Name, len(o.Store.Disks))
+	if dryRun {
+		msg = fmt.Sprintf("pool %s: a pool remove was interrupted; activate would finish it (%d PVs to wipe)", p.Name, len(o.Store.Disks))
+		r.Warnings = append(r.Warnings, msg)
+		gopts.warn(msg)
+		return r, nil
+	}
+	cur, err := lvm.CurrentDevices(k, p.UUID, nil)
+	if err == nil && len(cur) > 0 {
+		err = lvm.Deactivate(k, p.UUID)
+		for _, d := range cur {
+			_ = dm.RemoveNode(d.Name)
+		}
+	}
+	if err != nil {
+		return r, fmt.Errorf("pool %s: finish its removal: deactivate: %w", p.Name, err)
+	}
+	if err := wipePool(ctx, gopts, o, p.Name); err != nil {
+		return r, err
+	}
+	r.Warnings = append(r.Warnings, msg)
+	gopts.warn(msg)
+	return r, nil
 }

@@ -167,11 +167,20 @@ func runIngest(ctx context.Context, gopts *globalOptions, opts ingestOptions) er
 		return fmt.Errorf("%s holds ingests of %s/%s, not %s/%s: %w", opts.Dataset, lin.Pool, lin.Origin, pool, base, ingest.ErrLineage)
 	}
 
+	// The pool's lock is held for the steps that change the pool or the
+	// kernel (recovery, the new frozen snapshot, retiring the old cursor),
+	// not for the copy: that runs under the dataset's lock and the
+	// lineage's pending record, so that the monitor's autoextend, ls and
+	// status work on the pool meanwhile (ingestCopy releases it).
 	s, err := openSnapSession(gopts, pool, lock.Exclusive)
 	if err != nil {
 		return err
 	}
-	defer s.Close()
+	defer func() {
+		if s != nil {
+			s.Close()
+		}
+	}()
 	origin := s.o.Store.Pool.Volume(base)
 	if origin == nil {
 		return fmt.Errorf("origin %s/%s: %w", pool, base, lvm.ErrNotFound)
@@ -319,7 +328,8 @@ func runIngest(ctx context.Context, gopts *globalOptions, opts ingestOptions) er
 	}
 	plan, stats, err := ingestCopy(ctx, gopts, s, &out, &mark, ingestCopyArgs{
 		pool: pool, base: base, dataset: opts.Dataset, lin: lin, next: next, cowExtents: n,
-		chunk: chunk, blockBytes: blockBytes, originBytes: originBytes, full: opts.Full, knownZero: knownZero})
+		chunk: chunk, blockBytes: blockBytes, originBytes: originBytes, full: opts.Full, knownZero: knownZero,
+		unlock: func() { s.Close(); s = nil }})
 	if err == nil {
 		lvm.Failpoint(fpIngestAfterCopy)
 		// The commit point.
@@ -327,6 +337,13 @@ func runIngest(ctx context.Context, gopts *globalOptions, opts ingestOptions) er
 	}
 	if err != nil {
 		// Undo now rather than leave it to the next run: no change made.
+		if s == nil {
+			// The copy ran unlocked: the pool's lock again to undo.
+			var lerr error
+			if s, lerr = relockPool(context.Background(), gopts, pool); lerr != nil {
+				return errors.Join(err, fmt.Errorf("the next ingest will undo this one: %w", lerr))
+			}
+		}
 		if aerr := abandonIngest(gopts, s, r, lin); aerr != nil {
 			return errors.Join(err, fmt.Errorf("the next ingest will finish undoing this one: %w", aerr))
 		}
@@ -355,7 +372,17 @@ func runIngest(ctx context.Context, gopts *globalOptions, opts ingestOptions) er
 	if err := saveLineage(ctx, gopts, lin); err != nil {
 		return err
 	}
-	retireCursor(ctx, gopts, s, pool, old, lin.Cursor)
+	if s == nil {
+		// The old cursor's removal changes the pool: its lock again,
+		// waiting for whoever took it during the copy.
+		var rerr error
+		if s, rerr = relockPool(ctx, gopts, pool); rerr != nil {
+			gopts.warn(fmt.Sprintf("the old ingest cursor %s/%s was not removed (dmsnap remove %s/%s): %v", pool, old, pool, old, rerr))
+		}
+	}
+	if s != nil {
+		retireCursor(ctx, gopts, s, pool, old, lin.Cursor)
+	}
 	recordTransfer(ctx, gopts, stateTransfer{Op: metrics.Ingest, Pool: pool, Origin: base, At: time.Now().UTC(), Bytes: uint64(plan.Bytes())})
 
 	out.Snapshot, out.GUID, out.CreateTXG, out.Cursor = lin.Snapshot, lin.GUID, lin.CreateTXG, pool+"/"+lin.Cursor
@@ -373,6 +400,23 @@ func runIngest(ctx context.Context, gopts *globalOptions, opts ingestOptions) er
 	fmt.Fprintf(gopts.stdout, "ingested %s/%s into %s: %s, %d bytes written, %d zeroed, %d skipped as holes; cursor %s\n",
 		pool, base, out.Snapshot, kind, out.BytesWritten, out.BytesZeroed, out.BytesSkipped, out.Cursor)
 	return nil
+}
+
+// relockWait bounds how long an ingest waits for the pool's lock after
+// its copy: other commands hold it for seconds at most.
+const relockWait = 2 * time.Minute
+
+// relockPool takes the pool's exclusive lock again after the copy,
+// waiting up to relockWait, and opens a fresh session (the pool may have
+// changed meanwhile).
+func relockPool(ctx context.Context, gopts *globalOptions, pool string) (*snapSession, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), relockWait)
+	defer cancel()
+	l, err := lock.Acquire(ctx, lock.Path(gopts.lockDir(), pool), lock.Exclusive)
+	if err != nil {
+		return nil, fmt.Errorf("lock pool %s again after the copy: %w", pool, err)
+	}
+	return openSnapSessionLocked(gopts, pool, l, lock.Exclusive)
 }
 
 // retireCursor removes the previous cursor once the new ZFS snapshot is
@@ -490,6 +534,9 @@ type ingestCopyArgs struct {
 	originBytes         int64
 	full                bool
 	knownZero           bool // the zvol is new and never written
+	// unlock releases the pool's lock (and the session) once the frozen
+	// snapshot is made and the plan read, before the copy.
+	unlock func()
 }
 
 // ingestCopy takes the new frozen snapshot, plans the copy (full, or the
@@ -502,6 +549,8 @@ func ingestCopy(ctx context.Context, gopts *globalOptions, s *snapSession, out *
 		Name: a.next, Origin: a.base, COWExtents: a.cowExtents, Store: dm.Persistent, ChunkSize: a.chunk, ReadOnly: true}); err != nil {
 		return ingest.Plan{}, ingest.Stats{}, fmt.Errorf("ingest: %w", err)
 	}
+	frozen := s.o.Store.Pool.Volume(a.next)
+	wantUUID := lvm.DMUUID(s.o.Store.Pool.UUID, frozen.UUID, lvm.LayerNone)
 	out.Phases.Freeze = since(mark)
 	lin := a.lin
 	var plan ingest.Plan
@@ -537,6 +586,9 @@ func ingestCopy(ctx context.Context, gopts *globalOptions, s *snapSession, out *
 	}
 
 	out.Phases.Plan = since(mark)
+	if a.unlock != nil {
+		a.unlock()
+	}
 	bp := newTransferProgress(gopts, isTerminal(gopts.stderr), a.dataset,
 		jsonTransferProgress{MessageType: "ingest_progress", Dataset: a.dataset, EstimatedBytes: uint64(plan.Bytes())})
 	stats, err := copyIntoZvol(ctx, a.pool, a.next, a.dataset, plan, ingest.CopyOptions{
@@ -545,6 +597,7 @@ func ingestCopy(ctx context.Context, gopts *globalOptions, s *snapSession, out *
 			bp.Set(done)
 			if 2*done >= total {
 				lvm.Failpoint(fpIngestMidCopy)
+				lvm.Pausepoint(fpIngestMidCopy)
 			}
 		}})
 	bp.finish(err == nil)
@@ -555,9 +608,18 @@ func ingestCopy(ctx context.Context, gopts *globalOptions, s *snapSession, out *
 	// overflow during the copy makes the kernel fail reads, but a read
 	// that raced the invalidation may not have failed.
 	out.Phases.Copy = since(mark)
-	lines, _, err := s.k.Status(lvm.DMName(a.pool, a.next, lvm.LayerNone))
+	k, err := dm.Open()
+	if err != nil {
+		return plan, stats, fmt.Errorf("ingest: %w", err)
+	}
+	defer k.Close()
+	lines, info, err := k.Status(lvm.DMName(a.pool, a.next, lvm.LayerNone))
 	if err != nil {
 		return plan, stats, fmt.Errorf("ingest: status of %s/%s: %w", a.pool, a.next, err)
+	}
+	if info.UUID != wantUUID {
+		// Removed (and another made under its name) while unlocked.
+		return plan, stats, fmt.Errorf("ingest: the frozen snapshot %s/%s was replaced during the copy (device uuid %q, want %q): refusing to commit it", a.pool, a.next, info.UUID, wantUUID)
 	}
 	if len(lines) != 1 {
 		return plan, stats, fmt.Errorf("ingest: %s/%s has %d status lines, want 1", a.pool, a.next, len(lines))

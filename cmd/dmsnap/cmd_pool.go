@@ -647,11 +647,36 @@ func wipePV(d lvm.Disk, l lvm.Label) error {
 	if err := d.Sync(); err != nil {
 		return err
 	}
+	lvm.Failpoint(fpPoolRemoveAfterLabel)
 	area := make([]byte, (l.MetadataStart+2*l.SlotSize).Bytes()-lvm.LabelOffset-lvm.LabelSize)
 	if _, err := d.WriteAt(area, lvm.LabelOffset+lvm.LabelSize); err != nil {
 		return err
 	}
 	return d.Sync()
+}
+
+// Failpoints of pool remove (lvm.Failpoint).
+const (
+	fpPoolRemoveAfterLabel = "pool.remove.after-label" // a PV's label zeroed and synced, its metadata area not
+	fpPoolRemoveAfterWipe  = "pool.remove.after-wipe"  // a PV wiped and synced (fires per PV)
+)
+
+// wipePool wipes every PV of o present (with the failpoints of pool
+// remove), then forgets the pool in the state file. The state file goes
+// last: until then it names the image files, so that discovery still
+// finds the PVs not yet wiped and their pending removal.
+func wipePool(ctx context.Context, gopts *globalOptions, o *openedPool, name string) error {
+	for id, d := range o.Store.Disks {
+		lab, _ := o.Store.Label(id)
+		if err := wipePV(d, lab); err != nil {
+			return fmt.Errorf("remove pool %s: wipe %s: %w", name, o.Sources[id].Path, err)
+		}
+		lvm.Failpoint(fpPoolRemoveAfterWipe)
+	}
+	if err := forgetPool(ctx, gopts, name); err != nil {
+		return fmt.Errorf("pool %s removed, but: %w", name, err)
+	}
+	return nil
 }
 
 func runPoolRemove(ctx context.Context, gopts *globalOptions, name string, force bool) error {
@@ -663,7 +688,7 @@ func runPoolRemove(ctx context.Context, gopts *globalOptions, name string, force
 		return err
 	}
 	defer l.Close()
-	o, err := openPool(gopts, name, true, nil)
+	o, err := openPoolRemoving(gopts, name, true, nil)
 	if errors.Is(err, lvm.ErrNotFound) && force {
 		// Only the state file remembers it: forget it.
 		st, serr := loadState(gopts)
@@ -684,7 +709,8 @@ func runPoolRemove(ctx context.Context, gopts *globalOptions, name string, force
 	}
 	defer o.Close()
 	p := o.Store.Pool
-	if len(p.Volumes) > 0 && !force {
+	resumed := p.RemovalPending() // an interrupted pool remove: finish it
+	if len(p.Volumes) > 0 && !force && !resumed {
 		var names []string
 		for _, v := range p.Volumes {
 			names = append(names, v.Name)
@@ -706,17 +732,21 @@ func runPoolRemove(ctx context.Context, gopts *globalOptions, name string, force
 	} else if !dm.Unavailable(err) {
 		return err
 	}
-	for id, d := range o.Store.Disks {
-		lab, _ := o.Store.Label(id)
-		if err := wipePV(d, lab); err != nil {
-			return fmt.Errorf("remove pool %s: wipe %s: %w", name, o.Sources[id].Path, err)
+	// The intent, on every PV, before the first is wiped: a crash part
+	// way leaves the pool's newest metadata saying it is being removed,
+	// and activate (or this command again) finishes the job. A pool with
+	// missing PVs cannot commit; it is wiped as found.
+	if !resumed && len(o.Store.Missing) == 0 {
+		next, _ := p.AddPending(lvm.PendingOp{Op: lvm.OpPoolRemove})
+		if err := o.Store.Commit(next); err != nil {
+			return fmt.Errorf("remove pool %s: %w (nothing was wiped)", name, err)
 		}
 	}
-	if len(o.Store.Missing) > 0 {
+	if len(o.Store.Missing) > 0 && !resumed {
 		gopts.warn(fmt.Sprintf("%d missing PVs of pool %s keep their labels", len(o.Store.Missing), name))
 	}
-	if err := forgetPool(ctx, gopts, name); err != nil {
-		return fmt.Errorf("pool %s removed, but: %w", name, err)
+	if err := wipePool(ctx, gopts, o, name); err != nil {
+		return err
 	}
 	if gopts.JSON {
 		return writeJSON(gopts.stdout, map[string]any{"removed": name, "uuid": p.UUID, "kept_images": nonNil(o.images())})

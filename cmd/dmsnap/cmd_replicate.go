@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dmsnap/dmsnap/internal/lock"
+	"github.com/dmsnap/dmsnap/lvm"
 	"github.com/dmsnap/dmsnap/metrics"
 	"github.com/dmsnap/dmsnap/zfs"
 	"github.com/urfave/cli/v2"
@@ -445,11 +446,14 @@ func (rp *replication) execute(ctx context.Context, plan zfs.Plan, st receiverSt
 		rp.res.UpToDate = true
 		rp.infof("%s is up to date with %s", rp.opts.Target, rp.opts.Dataset)
 		if !rp.opts.DryRun && plan.Base.Kind == zfs.Snapshot {
-			// Redo what an earlier run may not have finished; leave
-			// #dmsnap-last-sent alone unless it is missing.
+			// Redo what an earlier run may not have finished (killed
+			// between the receive and the record): move
+			// #dmsnap-last-sent if it is missing or older than the
+			// base, never back (another target may be ahead).
 			last := zfs.BookmarkFullName(rp.opts.Dataset, zfs.LastSentBookmark)
-			missing := !slices.ContainsFunc(rp.sndPts, func(p zfs.Point) bool { return p.Name == last })
-			return rp.record(ctx, plan.Base.Name, plan.Base.GUID, missing)
+			i := slices.IndexFunc(rp.sndPts, func(p zfs.Point) bool { return p.Name == last })
+			behind := i < 0 || rp.sndPts[i].CreateTXG < plan.Base.CreateTXG
+			return rp.record(ctx, plan.Base.Name, plan.Base.GUID, behind)
 		}
 		return nil
 	}
@@ -558,6 +562,7 @@ func (rp *replication) step(ctx context.Context, s zfs.Send, force bool, est uin
 		return err
 	}
 	rp.res.Steps = append(rp.res.Steps, js)
+	lvm.Failpoint(fpReplicateAfterReceive)
 	if err := rp.record(ctx, s.To, s.ToGUID, true); err != nil {
 		return err
 	}
@@ -655,6 +660,14 @@ func (rp *replication) verify(ctx context.Context, s zfs.Send) error {
 	return nil
 }
 
+// Failpoints of replicate (lvm.Failpoint), in the order they fire after
+// each receive.
+const (
+	fpReplicateAfterReceive  = "replicate.after-receive"  // received and verified, nothing recorded on the sender
+	fpReplicateAfterBookmark = "replicate.after-bookmark" // the snapshot's bookmark made, the record not set
+	fpReplicateAfterRecord   = "replicate.after-record"   // the record set, #dmsnap-last-sent not moved
+)
+
 // record marks snapshot (on the sender) as replicated to the target: the
 // per-snapshot bookmark first, then the replication record, then (with
 // moveLast) #dmsnap-last-sent, which is destroyed and made again (not
@@ -676,10 +689,12 @@ func (rp *replication) record(ctx context.Context, snapshot string, guid uint64,
 	} else if err != nil {
 		return fail("bookmark "+bm, err)
 	}
+	lvm.Failpoint(fpReplicateAfterBookmark)
 	id := targetID(rp.opts.ToHost, rp.opts.Target)
 	if err := rp.snd.SetUserProperty(ctx, rp.opts.Dataset, sentProp(id), fmt.Sprintf("%d %s", guid, id)); err != nil {
 		return fail("recording the replication", err)
 	}
+	lvm.Failpoint(fpReplicateAfterRecord)
 	if moveLast {
 		if err := rp.snd.MoveBookmark(ctx, snapshot, zfs.BookmarkFullName(rp.opts.Dataset, zfs.LastSentBookmark)); err != nil {
 			return fail("moving #"+zfs.LastSentBookmark, err)

@@ -481,3 +481,71 @@ func mustUint(t *testing.T, s string) uint64 {
 	}
 	return n
 }
+
+// TestReplicateZFSCrashRecord kills replicate between the receive and
+// the sender's bookkeeping, at each step of it: after the receive (no
+// bookmark, no record), after the snapshot's bookmark (no record), after
+// the record (#dmsnap-last-sent not moved). After each kill:
+//  1. zfs prune --keep 1 --keep-bookmarks 0 on the sender succeeds and
+//     keeps what the target's chain needs;
+//  2. the next replicate finds the target up to date and finishes the
+//     bookkeeping: the snapshot's bookmark, the record and
+//     #dmsnap-last-sent all have the received snapshot's guid (before the
+//     fix #dmsnap-last-sent stayed at the previous base);
+//  3. a further snapshot replicates incrementally from it, guids equal.
+func TestReplicateZFSCrashRecord(t *testing.T) {
+	requireZFSTier(t)
+	ctx := t.Context()
+	srcPool, dstPool := scratchZpool(t, 256<<20), scratchZpool(t, 256<<20)
+	src, dst := srcPool+"/vol", dstPool+"/vol"
+	const size = 16 << 20
+	r := &zfs.Runner{}
+	if err := r.CreateVolume(ctx, src, size, 16<<10, true); err != nil {
+		t.Fatal(err)
+	}
+	dev, err := ingest.ZvolDevice(ctx, src, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newCLIEnv(t)
+	seq := uint64(1)
+	s, _ := replSnapshot(t, src, dev, seq, 0, 4<<20, size)
+	replicateJSON(t, e, src, dst)
+	last := zfs.BookmarkFullName(src, zfs.LastSentBookmark)
+	record := func() string {
+		return strings.TrimSpace(replZFS(t, "get", "-Hp", "-o", "value", sentProp(dst), src))
+	}
+	for _, fp := range []string{fpReplicateAfterReceive, fpReplicateAfterBookmark, fpReplicateAfterRecord} {
+		t.Run(fp, func(t *testing.T) {
+			seq++
+			s, _ = replSnapshot(t, src, dev, seq, int64(seq%4)<<20, 1<<20, size)
+			e.crash(fp, "replicate", src, dst)
+			replSameGUIDs(t, dst, s)
+			e.mustRun("zfs", "prune", src, "--keep", "1", "--keep-bookmarks", "0")
+			if replGUID(t, s) == "" {
+				t.Fatalf("prune destroyed %s, the snapshot the target has", s)
+			}
+			res, _ := replicateJSON(t, e, src, dst)
+			if !res.UpToDate || len(res.Steps) != 0 {
+				t.Errorf("rerun after the kill: %+v, want up to date", res)
+			}
+			g := replGUID(t, s)
+			for _, bm := range []string{zfs.BookmarkFor(s), last} {
+				if got := replGUID(t, bm); got != g {
+					t.Errorf("after the rerun: %s guid %q, want %s's %s", bm, got, s, g)
+				}
+			}
+			if got := record(); got != g+" "+dst {
+				t.Errorf("after the rerun: record %q, want %q", got, g+" "+dst)
+			}
+			seq++
+			n, _ := replSnapshot(t, src, dev, seq, int64(seq%4)<<20, 1<<20, size)
+			res, _ = replicateJSON(t, e, src, dst)
+			if len(res.Steps) != 1 || res.Steps[0].From != s || res.Steps[0].To != n {
+				t.Errorf("next replicate: %+v, want one incremental %s -> %s", res.Steps, s, n)
+			}
+			replSameGUIDs(t, dst, s, n)
+			s = n
+		})
+	}
+}

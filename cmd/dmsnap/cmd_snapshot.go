@@ -110,6 +110,14 @@ func openSnapSession(gopts *globalOptions, pool string, mode lock.Mode) (*snapSe
 	if err != nil {
 		return nil, err
 	}
+	return openSnapSessionLocked(gopts, pool, l, mode)
+}
+
+// openSnapSessionLocked is openSnapSession with the pool's lock l already
+// taken; it takes ownership of l (closed with the session, or at once on
+// error).
+func openSnapSessionLocked(gopts *globalOptions, pool string, l *lock.Lock, mode lock.Mode) (*snapSession, error) {
+	var err error
 	s := &snapSession{pool: pool, lock: l}
 	if s.o, err = openPool(gopts, pool, mode == lock.Exclusive, nil); err != nil {
 		s.Close()

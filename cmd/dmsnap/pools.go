@@ -326,6 +326,20 @@ func errNoPool(d *discovery, name string) error {
 // openPool discovers and loads the pool called name, read-write when
 // writable. The caller holds the pool's lock and must Close the result.
 func openPool(g *globalOptions, name string, writable bool, extra []string) (*openedPool, error) {
+	o, err := openPoolRemoving(g, name, writable, extra)
+	if err != nil {
+		return nil, err
+	}
+	if writable && o.Store.Pool.RemovalPending() {
+		o.Close()
+		return nil, fmt.Errorf("pool %s is being removed (a pool remove was interrupted); dmsnap activate or dmsnap pool remove %s finishes it: %w", name, name, lvm.ErrInUse)
+	}
+	return o, nil
+}
+
+// openPoolRemoving is openPool that also opens a pool whose removal is
+// pending (pool remove finishes it).
+func openPoolRemoving(g *globalOptions, name string, writable bool, extra []string) (*openedPool, error) {
 	d, err := discover(g, extra)
 	if err != nil {
 		return nil, err
