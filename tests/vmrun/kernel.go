@@ -86,13 +86,9 @@ func pointerFile(cache, kernel string) string {
 // directory is not complete.
 func loadKernelCache(cache, release string) (*kernelCache, error) {
 	dir := filepath.Join(cache, release)
-	ready, err := os.ReadFile(filepath.Join(dir, readyFile))
+	rest, err := readReady(dir)
 	if err != nil {
 		return nil, err
-	}
-	first, rest, _ := strings.Cut(string(ready), "\n")
-	if first != cacheFormat {
-		return nil, fmt.Errorf("%s: cache format %q, want %q", dir, first, cacheFormat)
 	}
 	mods, err := os.ReadFile(filepath.Join(dir, baseModulesFile))
 	if err != nil {
@@ -490,4 +486,18 @@ func writeFileAtomic(p string, data []byte, perm os.FileMode) error {
 		return err
 	}
 	return nil
+}
+
+// readReady reads dir's ready file, checks its format line and returns the
+// lines after it: a cache entry without it is incomplete.
+func readReady(dir string) (string, error) {
+	ready, err := os.ReadFile(filepath.Join(dir, readyFile))
+	if err != nil {
+		return "", err
+	}
+	first, rest, _ := strings.Cut(string(ready), "\n")
+	if first != cacheFormat {
+		return "", fmt.Errorf("%s: cache format %q, want %q", dir, first, cacheFormat)
+	}
+	return rest, nil
 }

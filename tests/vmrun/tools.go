@@ -101,13 +101,9 @@ func cachedTool(cache, name string) (*tool, error) {
 // loadTool opens <cache>/tools/<dir> if its ready file is there.
 func loadTool(cache, name, dir string) (*tool, error) {
 	d := filepath.Join(cache, "tools", dir)
-	ready, err := os.ReadFile(filepath.Join(d, readyFile))
+	rest, err := readReady(d)
 	if err != nil {
 		return nil, err
-	}
-	first, rest, _ := strings.Cut(string(ready), "\n")
-	if first != cacheFormat {
-		return nil, fmt.Errorf("%s: cache format %q, want %q", d, first, cacheFormat)
 	}
 	version, _, _ := strings.Cut(rest, "\n")
 	return &tool{Name: name, Version: strings.TrimSpace(version), Dir: d}, nil
