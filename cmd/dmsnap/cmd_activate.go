@@ -95,17 +95,36 @@ func runActivate(ctx context.Context, gopts *globalOptions, opts activateOptions
 		return err
 	}
 	pools := d.Pools
+	var results []jsonActivation
+	if !opts.DryRun {
+		// A pool remove killed after its last wipe left its state-file
+		// entry, marked removing: forget it.
+		gone, err := settleRemoved(ctx, gopts, d, func(n string) bool { return opts.Pool == "" || n == opts.Pool })
+		if err != nil {
+			gopts.warn(err.Error())
+		}
+		for _, rp := range gone {
+			msg := fmt.Sprintf("pool %s: a pool remove was interrupted after wiping every PV; forgot it in the state file", rp.Name)
+			gopts.warn(msg)
+			results = append(results, jsonActivation{Pool: rp.Name, UUID: rp.UUID, Removed: true, Actions: []jsonAction{},
+				Devices: map[string]string{}, Skipped: []string{}, Missing: []string{}, Warnings: []string{msg}})
+		}
+	}
 	if opts.Pool != "" {
 		fp, err := d.byName(opts.Pool)
 		if err != nil {
 			return err
 		}
-		if fp == nil {
+		if fp == nil && len(results) > 0 {
+			pools = nil // its removal is finished now
+		} else if fp == nil {
 			// The error names the disks discovery could not read: their
 			// warnings would say it a second time.
 			return errNoPool(d, opts.Pool)
 		}
-		pools = []*foundPool{fp}
+		if fp != nil {
+			pools = []*foundPool{fp}
+		}
 	}
 	gopts.warn(d.Warnings...)
 	k, err := dm.Open()
@@ -113,7 +132,6 @@ func runActivate(ctx context.Context, gopts *globalOptions, opts activateOptions
 		return err
 	}
 	defer k.Close()
-	var results []jsonActivation
 	var errs []error
 	partial := false
 	for _, fp := range pools {

@@ -284,7 +284,12 @@ func runPoolCreate(ctx context.Context, gopts *globalOptions, opts poolCreateOpt
 	}
 	if st, err := loadState(gopts); err != nil {
 		return err
-	} else if _, known := st.Pools[opts.Name]; known {
+	} else if sp, known := st.Pools[opts.Name]; known && sp.Removing {
+		// A pool remove killed after its last wipe: finish it.
+		if _, err := forgetIfRemoving(ctx, gopts, opts.Name); err != nil {
+			return err
+		}
+	} else if known {
 		return fmt.Errorf("pool %s is in the state file %s though its PVs were not found; `dmsnap pool remove --force %s` forgets it: %w", opts.Name, gopts.statePath(), opts.Name, lvm.ErrExists)
 	}
 	disks, cleanup, err := openPVs(srcs, opts.File, imageSize)
@@ -548,7 +553,7 @@ func runPoolList(_ context.Context, gopts *globalOptions) error {
 		found[o.Store.Pool.Name] = true
 	}
 	for name, sp := range st.Pools {
-		if !found[name] && !anyUnreadable(d, sp.Images) {
+		if !found[name] && !sp.Removing && !anyUnreadable(d, sp.Images) {
 			gopts.warn(fmt.Sprintf("pool %s is in the state file but none of its PVs was found (missing images: %s)", name, strings.Join(d.MissingImages[name], ", ")))
 		}
 	}
@@ -661,11 +666,17 @@ const (
 	fpPoolRemoveAfterWipe  = "pool.remove.after-wipe"  // a PV wiped and synced (fires per PV)
 )
 
-// wipePool wipes every PV of o present (with the failpoints of pool
-// remove), then forgets the pool in the state file. The state file goes
-// last: until then it names the image files, so that discovery still
-// finds the PVs not yet wiped and their pending removal.
+// wipePool marks the pool's state-file entry removing, wipes every PV of
+// o present (with the failpoints of pool remove), then forgets the pool
+// in the state file. The entry goes last: until then it names the image
+// files, so that discovery still finds the PVs not yet wiped and their
+// pending removal; its mark lets settleRemoved forget it after a kill
+// past the last wipe.
 func wipePool(ctx context.Context, gopts *globalOptions, o *openedPool, name string) error {
+	if err := markRemoving(ctx, gopts, name, o.Store.Pool.UUID); err != nil {
+		return fmt.Errorf("remove pool %s: %w (nothing was wiped)", name, err)
+	}
+	lvm.Failpoint(fpPoolRemoveAfterMark)
 	for id, d := range o.Store.Disks {
 		lab, _ := o.Store.Label(id)
 		if err := wipePV(d, lab); err != nil {
@@ -689,6 +700,21 @@ func runPoolRemove(ctx context.Context, gopts *globalOptions, name string, force
 	}
 	defer l.Close()
 	o, err := openPoolRemoving(gopts, name, true, nil)
+	if errors.Is(err, lvm.ErrNotFound) {
+		// Killed after its last wipe: only the entry marked removing is
+		// left.
+		forgot, ferr := forgetIfRemoving(ctx, gopts, name)
+		if ferr != nil {
+			return ferr
+		}
+		if forgot && gopts.JSON {
+			return writeJSON(gopts.stdout, map[string]any{"removed": name, "finished": true})
+		}
+		if forgot {
+			fmt.Fprintf(gopts.stdout, "finished removing pool %s (an interrupted pool remove had wiped its PVs)\n", name)
+			return nil
+		}
+	}
 	if errors.Is(err, lvm.ErrNotFound) && force {
 		// Only the state file remembers it: forget it.
 		st, serr := loadState(gopts)

@@ -136,16 +136,18 @@ func TestCrashSnapshotExtendKernel(t *testing.T) {
 
 // TestCrashPoolRemoveKernel kills `dmsnap pool remove --force POOL` (two
 // PVs, two active volumes) at each step: during the commit of its
-// pending pool-remove record (after deactivating the pool), after a PV's
-// label is zeroed, after each PV is wiped (the second: all wiped, the
-// state file not yet updated). Then `activate` (every pool, as a boot
-// does) and `pool ls`:
+// pending pool-remove record (after deactivating the pool), after the
+// state file's entry is marked removing, after a PV's label is zeroed,
+// after each PV is wiped (the second: all wiped, the state file not yet
+// updated). Then `activate` (every pool, as a boot does) and `pool ls`:
 //  1. before the record is on a PV the pool is fully there: the old
 //     metadata, its devices rebuilt, both volumes' data intact;
 //  2. from then on it is fully gone: activate finishes the removal, no
 //     image has a PV label, no device of the pool exists, pool ls does
 //     not list it (before the fix: a pool with a missing PV that activate
-//     refused, "missing PV");
+//     refused, "missing PV"), and the state file no longer names it
+//     (before: killed after the last wipe, the entry stayed and pool ls
+//     warned until `pool remove --force`);
 //  3. the name can be used again for a new pool (which the rig's
 //     cleanup deactivates).
 func TestCrashPoolRemoveKernel(t *testing.T) {
@@ -153,6 +155,7 @@ func TestCrashPoolRemoveKernel(t *testing.T) {
 		fp   string
 		want outcome
 	}{
+		{"pool.remove.after-mark", wantNew},
 		{"pool.remove.after-label", wantNew},
 		{"pool.remove.after-wipe", wantNew},
 		{"pool.remove.after-label@2", wantNew},
@@ -211,10 +214,17 @@ func TestCrashPoolRemoveKernel(t *testing.T) {
 			if strings.Contains(out, r.pool) {
 				t.Errorf("pool ls lists the removed pool: %s", out)
 			}
-			// The state file may still name it (killed after the last
-			// wipe): pool remove --force forgets it, then the name is free.
+			// activate forgot the state file's entry too, even when the
+			// kill came after the last wipe (it is marked removing).
 			if strings.Contains(errs, "in the state file") {
-				r.e.mustRun("pool", "remove", "--force", r.pool)
+				t.Errorf("pool ls after activate warns: %s", errs)
+			}
+			st, err := loadState(&globalOptions{ConfigDir: r.e.path("cfg")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sp, ok := st.Pools[r.pool]; ok {
+				t.Errorf("state file after activate still names %s: %+v", r.pool, sp)
 			}
 			r.e.mustRun("pool", "create", r.pool, r.e.image("c.img", 48<<20))
 		})

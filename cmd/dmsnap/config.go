@@ -83,6 +83,9 @@ type statePool struct {
 	// Autoextend is the pool's auto-extend policy for `dmsnap monitor`
 	// (absent: the monitor's flags); see docs/decisions.md.
 	Autoextend *monitor.Policy `json:"autoextend,omitempty"`
+	// Removing: a pool remove of this pool has wiped, or is wiping, its
+	// PVs; once none is found the entry is forgotten (settleRemoved).
+	Removing bool `json:"removing,omitempty"`
 }
 
 func (g *globalOptions) configDir() string {
