@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dmsnap/dmsnap/internal/lock"
+	"github.com/dmsnap/dmsnap/lvm"
 	"github.com/dmsnap/dmsnap/zfs"
 	"github.com/urfave/cli/v2"
 )
@@ -334,6 +335,12 @@ func runZFSList(ctx context.Context, gopts *globalOptions, env zfsEnv, dataset s
 	return nil
 }
 
+// Failpoints of zfs prune (lvm.Failpoint).
+const (
+	fpZFSPruneAfterPlan    = "zfs.prune.after-plan"    // lock held, bases read, points to destroy chosen, none destroyed
+	fpZFSPruneAfterDestroy = "zfs.prune.after-destroy" // a snapshot or bookmark destroyed (fires per point, oldest first)
+)
+
 // zfsPruneOptions are the arguments of `dmsnap zfs prune`.
 type zfsPruneOptions struct {
 	Dataset       string
@@ -408,10 +415,26 @@ func runZFSPrune(ctx context.Context, gopts *globalOptions, env zfsEnv, opts zfs
 			fmt.Fprintf(out, "keeping replication base guid %d (createtxg %d, %s) and everything newer\n", b.GUID, b.CreateTXG, b.Source)
 		}
 	}
+	// Crash safety: each destroy is one ZFS transaction, the doomed
+	// points go oldest first (createtxg order, as zfs.Prune returns
+	// them), and none is a replication base or newer than the oldest
+	// base. A kill at any point leaves the dataset as this prune with
+	// only its oldest k points destroyed: every base, the bookmarks and
+	// the replication records intact, and the dataset lock released
+	// with the process. Run again with the same flags, prune plans
+	// exactly the points left (the kept windows are the newest points,
+	// which it never destroyed) and destroys them.
+	if !opts.DryRun {
+		lvm.Failpoint(fpZFSPruneAfterPlan)
+	}
 	var errs []error
 	for _, p := range doomed {
 		if !opts.DryRun {
-			if err := r.Destroy(ctx, p.Name); err != nil {
+			err := r.Destroy(ctx, p.Name)
+			if err == nil {
+				lvm.Failpoint(fpZFSPruneAfterDestroy)
+			}
+			if err != nil {
 				res.Failed = append(res.Failed, jsonPruneFail{Name: p.Name, Error: err.Error()})
 				errs = append(errs, err)
 				if !gopts.JSON {
