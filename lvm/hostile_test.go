@@ -164,10 +164,33 @@ func TestValidateAsCLI(t *testing.T) {
 	if err := long.Validate(); !errors.Is(err, ErrBadName) {
 		t.Errorf("volume with a %d-character DM name: %v", len(DMName(p.Name, long.Volumes[0].Name, LayerReal)), err)
 	}
-	chunk := p.Clone()
-	chunk.Snapshots[0].ChunkSize = 2 * dm.MaxChunkSectors
-	if err := chunk.Validate(); !errors.Is(err, ErrInvalidModel) || !strings.Contains(err.Error(), "chunk size") {
-		t.Errorf("chunk of %d sectors: %v", chunk.Snapshots[0].ChunkSize, err)
+	// Every chunk size the CLI refuses (dm.CheckChunkSectors: a power of
+	// two from 8 to 1024 sectors), read from disk, is refused too.
+	for _, n := range []dm.Sector{0, 1, dm.MinChunkSectors / 2, dm.MinChunkSectors + 1, 24, dm.MaxChunkSectors - 8, 2 * dm.MaxChunkSectors, 1 << 40} {
+		if dm.CheckChunkSectors(n) == nil {
+			t.Fatalf("the CLI accepts a chunk of %d sectors", n)
+		}
+		chunk := p.Clone()
+		chunk.Snapshots[0].ChunkSize = n
+		if err := chunk.Validate(); !errors.Is(err, ErrInvalidModel) || !strings.Contains(err.Error(), "chunk size") {
+			t.Errorf("chunk of %d sectors: %v", n, err)
+		}
+	}
+	// Names the CLI refuses are refused from disk.
+	for _, bad := range []string{"", "a/b", "-x", "a b", strings.Repeat("n", 200)} {
+		if ValidateName("volume", bad) == nil {
+			t.Fatalf("the CLI accepts volume name %q", bad)
+		}
+		v := p.Clone()
+		v.Volumes[0].Name = bad
+		if v.Validate() == nil {
+			t.Errorf("volume name %q from disk accepted", bad)
+		}
+		q := p.Clone()
+		q.Name = bad
+		if q.Validate() == nil {
+			t.Errorf("pool name %q from disk accepted", bad)
+		}
 	}
 }
 
