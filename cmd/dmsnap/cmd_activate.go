@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -95,6 +96,33 @@ func runActivate(ctx context.Context, gopts *globalOptions, opts activateOptions
 		return err
 	}
 	pools := d.Pools
+	if opts.Pool != "" {
+		fp, err := d.byName(opts.Pool)
+		if err != nil {
+			return err
+		}
+		pools = []*foundPool{fp}
+		if fp == nil {
+			pools = nil
+			st, err := loadState(gopts)
+			if err != nil {
+				return err
+			}
+			if !slices.Contains(removedEntries(d, st), opts.Pool) {
+				// The error names the disks discovery could not read:
+				// their warnings would say it a second time.
+				return errNoPool(d, opts.Pool)
+			}
+			// Else its pool remove was killed after the last wipe:
+			// forgotten below.
+		}
+	}
+	gopts.warn(d.Warnings...)
+	k, err := dm.Open()
+	if err != nil {
+		return err
+	}
+	defer k.Close()
 	var results []jsonActivation
 	if !opts.DryRun {
 		// A pool remove killed after its last wipe left its state-file
@@ -110,28 +138,6 @@ func runActivate(ctx context.Context, gopts *globalOptions, opts activateOptions
 				Devices: map[string]string{}, Skipped: []string{}, Missing: []string{}, Warnings: []string{msg}})
 		}
 	}
-	if opts.Pool != "" {
-		fp, err := d.byName(opts.Pool)
-		if err != nil {
-			return err
-		}
-		if fp == nil && len(results) > 0 {
-			pools = nil // its removal is finished now
-		} else if fp == nil {
-			// The error names the disks discovery could not read: their
-			// warnings would say it a second time.
-			return errNoPool(d, opts.Pool)
-		}
-		if fp != nil {
-			pools = []*foundPool{fp}
-		}
-	}
-	gopts.warn(d.Warnings...)
-	k, err := dm.Open()
-	if err != nil {
-		return err
-	}
-	defer k.Close()
 	var errs []error
 	partial := false
 	for _, fp := range pools {
