@@ -264,3 +264,45 @@ func TestCrashAutoextendKernel(t *testing.T) {
 		})
 	}
 }
+
+// TestCrashLVRenameOriginKernel kills `lv rename POOL/victim renamed` of
+// an active origin with a snapshot (devices <victim> and <victim>-real)
+// at each commit failpoint (lvm.commit.done: committed, no device renamed
+// yet; activate renames both). After activate:
+//  1. the metadata is the old or the new state, as the failpoint demands,
+//     and the kernel's devices and tables match it (checkKernel);
+//  2. no device carries the other state's name, -real included;
+//  3. the origin reads what it held before the kill, and the snapshot is
+//     valid and reads what it froze;
+//  4. a further lv create works.
+func TestCrashLVRenameOriginKernel(t *testing.T) {
+	for _, pt := range commitPoints {
+		t.Run(pt.fp, func(t *testing.T) {
+			r := snapRig(t)
+			origin := digest(t, dm.DevicePath(r.pool+"-victim"), 8<<20)
+			next, err := r.old.RenameVolume("victim", "renamed")
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.e.crash(pt.fp, "lv", "rename", r.pool+"/victim", "renamed")
+			isNew, _ := r.settle(t, pt.want, next, nil)
+			name, gone := "victim", "renamed"
+			if isNew {
+				name, gone = gone, name
+			}
+			for _, l := range []lvm.Layer{lvm.LayerNone, lvm.LayerReal} {
+				if n := lvm.DMName(r.pool, gone, l); exists(n) {
+					t.Errorf("device %s exists in the state that has no such volume", n)
+				}
+				if n := lvm.DMName(r.pool, name, l); !exists(n) {
+					t.Errorf("device %s missing", n)
+				}
+			}
+			if digest(t, dm.DevicePath(r.pool+"-"+name), 8<<20) != origin {
+				t.Errorf("origin %s does not read what it held", name)
+			}
+			r.checkSnap(t, "snap", 0)
+			r.further(t)
+		})
+	}
+}
