@@ -419,9 +419,9 @@ func runZFSPrune(ctx context.Context, gopts *globalOptions, env zfsEnv, opts zfs
 	// points go oldest first (createtxg order, as zfs.Prune returns
 	// them), and none is a replication base or newer than the oldest
 	// base. A kill at any point leaves the dataset as this prune with
-	// only its oldest k points destroyed: every base, the bookmarks and
-	// the replication records intact, and the dataset lock released
-	// with the process. Run again with the same flags, prune plans
+	// only its oldest k points destroyed: every base's snapshot and
+	// bookmarks and the replication records intact, the dataset lock
+	// released with the process. Run again with the same flags, prune plans
 	// exactly the points left (the kept windows are the newest points,
 	// which it never destroyed) and destroys them.
 	if !opts.DryRun {
@@ -430,11 +430,7 @@ func runZFSPrune(ctx context.Context, gopts *globalOptions, env zfsEnv, opts zfs
 	var errs []error
 	for _, p := range doomed {
 		if !opts.DryRun {
-			err := r.Destroy(ctx, p.Name)
-			if err == nil {
-				lvm.Failpoint(fpZFSPruneAfterDestroy)
-			}
-			if err != nil {
+			if err := r.Destroy(ctx, p.Name); err != nil {
 				res.Failed = append(res.Failed, jsonPruneFail{Name: p.Name, Error: err.Error()})
 				errs = append(errs, err)
 				if !gopts.JSON {
@@ -442,6 +438,7 @@ func runZFSPrune(ctx context.Context, gopts *globalOptions, env zfsEnv, opts zfs
 				}
 				continue
 			}
+			lvm.Failpoint(fpZFSPruneAfterDestroy)
 		}
 		res.Destroy = append(res.Destroy, pointJSON(p, isBase))
 		if !gopts.JSON {
