@@ -28,7 +28,7 @@ import (
 //	lvm.snapshot.*             snapshot create/remove/extend/rename steps (docs/formats.md)
 //
 // Other packages' failpoints go through [Failpoint]: "ingest.*",
-// "replicate.*", "pool.remove.*" of the CLI.
+// "replicate.*", "pool.remove.*", "zfs.prune.*" of the CLI.
 const FailpointEnv = "DMSNAP_FAILPOINT"
 
 // FailpointPauseEnv, set to a duration ("3s"), makes an armed failpoint
