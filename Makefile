@@ -40,12 +40,21 @@ vmrun:
 VM_PAR      ?= $(shell nproc)
 CMD_SHARDS  ?= 4
 ZFS_SHARDS  ?= 2
-CORE_PKGS   ?= ./dm/ ./internal/sys/ ./internal/loop/ ./cow/ ./merge/
 shards       = $(shell seq 1 $(1))
+# Packages with kernel tests are those with a *_kernel_test.go file; those
+# whose kernel tests name DMSNAP_ZFS_TIER run whole in the ZFS tier instead.
+# cmd/dmsnap is sharded and tests/ drive the VM from the host, so both are
+# jobs of their own.
+KERNEL_TESTS := $(wildcard */*_kernel_test.go */*/*_kernel_test.go)
+dirs_of      = $(filter-out cmd/dmsnap tests/%,$(patsubst %/,%,$(sort $(dir $(1)))))
+ZFS_DIRS    := $(call dirs_of,$(shell grep -l DMSNAP_ZFS_TIER $(KERNEL_TESTS) /dev/null))
+KERNEL_DIRS := $(filter-out $(ZFS_DIRS),$(call dirs_of,$(KERNEL_TESTS)))
+job          = $(subst /,+,$(1))
 
 VM_JOBS  := $(foreach k,$(KERNELS),$(foreach i,$(call shards,$(CMD_SHARDS)),vm-cmd-$(k)-$(i))) \
-	vm-torture $(foreach k,$(KERNELS),vm-loopback-$(k) vm-core-$(k)) vm-runner
-ZFS_JOBS := $(foreach i,$(call shards,$(ZFS_SHARDS)),zfs-cmd-$(i)) zfs-pkg
+	vm-torture $(foreach k,$(KERNELS),vm-loopback-$(k)) \
+	$(foreach k,$(KERNELS),$(foreach d,$(KERNEL_DIRS),vm-pkg.$(k).$(call job,$(d)))) vm-runner
+ZFS_JOBS := $(foreach i,$(call shards,$(ZFS_SHARDS)),zfs-cmd-$(i)) $(foreach d,$(ZFS_DIRS),zfs-pkg.$(call job,$(d)))
 
 test: deps
 	$(MAKE) --no-print-directory -j$(VM_PAR) --output-sync=target test-all
@@ -80,9 +89,11 @@ vm-cmd-%: vm-ready
 	echo "== kernel tier $$k: cmd/dmsnap shard $$i/$(CMD_SHARDS)"; \
 	$(GO) test -count=1 -timeout 40m -exec "$(VMRUN) --kernel $$k --tools $(VM_TOOLS) --timeout $(VM_TIMEOUT)" -run "$$run" ./cmd/dmsnap/
 
-vm-core-%: vm-ready
-	@echo "== kernel tier $*: $(CORE_PKGS)"
-	$(GO) test -p 1 -count=1 -timeout 40m -exec "$(VMRUN) --kernel $* --tools $(VM_TOOLS) --timeout $(VM_TIMEOUT)" $(CORE_PKGS)
+# vm-pkg.<kernel>.<dir with / as +>, e.g. vm-pkg.backports.internal+loop
+vm-pkg.%: vm-ready
+	@set -e; k=$(word 1,$(subst ., ,$*)); p=./$(subst +,/,$(word 2,$(subst ., ,$*)))/; \
+	echo "== kernel tier $$k: $$p"; \
+	$(GO) test -count=1 -timeout 40m -exec "$(VMRUN) --kernel $$k --tools $(VM_TOOLS) --timeout $(VM_TIMEOUT)" $$p
 
 vm-runner: zfs-ready
 	DMSNAP_VM_TESTS=1 $(GO) test -count=1 ./tests/vmrun/
@@ -108,8 +119,8 @@ zfs-cmd-%: zfs-ready
 	echo "== ZFS tier: cmd/dmsnap shard $*/$(ZFS_SHARDS)"; \
 	$(GO) test -count=1 -timeout 40m -exec "$(ZFS_EXEC)" -run "$$run" -v ./cmd/dmsnap/
 
-zfs-pkg: zfs-ready
-	$(GO) test -count=1 -timeout 40m -exec "$(ZFS_EXEC)" -run ZFS -v ./zfs/
+zfs-pkg.%: zfs-ready
+	$(GO) test -count=1 -timeout 40m -exec "$(ZFS_EXEC)" -v ./$(subst +,/,$*)/
 
 # ZFS=0 skips the ZFS part.
 demo: deps build vmrun
