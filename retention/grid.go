@@ -11,31 +11,22 @@ import (
 // ErrSyntax is wrapped by every [ParseGrid] error.
 var ErrSyntax = errors.New("retention grid syntax")
 
-// Period is the bucket size of a [Rule].
+//go:generate go run golang.org/x/tools/cmd/stringer@v0.52.0 -type Period -linecomment -output period_string.go
+
+// Period is the bucket size of a [Rule]. Its String is the word the grid
+// syntax uses.
 type Period uint8
 
 // Periods, finest first. Latest is not a calendar period: every point is
 // its own bucket, so "keep 5 latest" keeps the five newest points.
 const (
-	Latest Period = iota + 1
-	Hourly
-	Daily
-	Weekly
-	Monthly
-	Yearly
+	Latest  Period = iota + 1 // latest
+	Hourly                    // hourly
+	Daily                     // daily
+	Weekly                    // weekly
+	Monthly                   // monthly
+	Yearly                    // yearly
 )
-
-var periodNames = map[Period]string{
-	Latest: "latest", Hourly: "hourly", Daily: "daily", Weekly: "weekly", Monthly: "monthly", Yearly: "yearly",
-}
-
-// String returns the period as the grid syntax spells it.
-func (p Period) String() string {
-	if s, ok := periodNames[p]; ok {
-		return s
-	}
-	return fmt.Sprintf("Period(%d)", uint8(p))
-}
 
 // Rule keeps the newest point of each of the Count newest periods that
 // hold a point.
@@ -182,7 +173,7 @@ func (g Grid) validate(what string) error {
 	}
 	seen := map[Period]bool{}
 	for _, r := range g.Rules {
-		if _, ok := periodNames[r.Period]; !ok || seen[r.Period] || r.Count < 1 || r.Count > maxCount {
+		if r.Period < Latest || r.Period > Yearly || seen[r.Period] || r.Count < 1 || r.Count > maxCount {
 			return fmt.Errorf("retention: %s grid rule %d %s: %w", what, r.Count, r.Period, ErrSyntax)
 		}
 		seen[r.Period] = true
