@@ -93,8 +93,12 @@ func Apply(points []zfs.Point, policy Policy) ([]Decision, error) {
 			horizon = pts[i].CreateTXG
 		}
 	}
-	eligible := func(p zfs.Point) bool {
-		return !isLastSent(p) && (policy.Foreign || zfs.IsOurs(p))
+	// ours[i]: dmsnap named pts[i]; eligible[i]: a grid may destroy it.
+	ours := make([]bool, len(pts))
+	eligible := make([]bool, len(pts))
+	for i, p := range pts {
+		ours[i] = zfs.IsOurs(p)
+		eligible[i] = !isLastSent(p) && (policy.Foreign || ours[i])
 	}
 	for i, p := range pts {
 		switch {
@@ -105,7 +109,7 @@ func Apply(points []zfs.Point, policy Policy) ([]Decision, error) {
 		}
 		if isLastSent(p) {
 			keep(i, "the stable bookmark %s", zfs.LastSentBookmark)
-		} else if !eligible(p) {
+		} else if !eligible[i] {
 			keep(i, "not named by dmsnap")
 		}
 	}
@@ -122,7 +126,7 @@ func Apply(points []zfs.Point, policy Policy) ([]Decision, error) {
 			continue
 		}
 		newest = i
-		if zfs.IsOurs(p) {
+		if ours[i] {
 			newestOurs = i
 		}
 		if source[p.GUID] {
@@ -147,7 +151,7 @@ func Apply(points []zfs.Point, policy Policy) ([]Decision, error) {
 	for _, k := range grids {
 		if k.grid == nil {
 			for i, p := range pts {
-				if p.Kind == k.kind && eligible(p) {
+				if p.Kind == k.kind && eligible[i] {
 					keep(i, "bookmarks are kept (no bookmark grid)")
 				}
 			}
@@ -157,7 +161,7 @@ func Apply(points []zfs.Point, policy Policy) ([]Decision, error) {
 			seen := map[int64]bool{}
 			for i := len(pts) - 1; i >= 0 && len(seen) < r.Count; i-- {
 				p := pts[i]
-				if p.Kind != k.kind || !eligible(p) {
+				if p.Kind != k.kind || !eligible[i] {
 					continue
 				}
 				key, label := int64(i), ""

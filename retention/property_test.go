@@ -271,3 +271,57 @@ func newestOursIndex(ds []Decision) int {
 	}
 	return n
 }
+
+// TestApplyIncremental runs a job with a fake clock: a snapshot every
+// 1–180 minutes (sometimes days of downtime) for months, the grid applied
+// after each run as the daemon does. What survives equals one Apply over
+// the whole history: pruning early never loses a point the grid wants
+// later.
+func TestApplyIncremental(t *testing.T) {
+	grid := mustGrid("keep 24 hourly, 14 daily, 8 weekly, 12 monthly")
+	for seed := uint64(0); seed < uint64(len(testZones)); seed++ {
+		r := rand.New(rand.NewPCG(seed, 7))
+		loc := testZones[int(seed)%len(testZones)]
+		pol := Policy{Snapshots: grid, Location: loc}
+		var h hist
+		clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		var live []zfs.Point
+		for run := 0; run < 1000; run++ {
+			if r.IntN(200) == 0 {
+				clock = clock.Add(time.Duration(1+r.IntN(10)) * 24 * time.Hour)
+			}
+			clock = clock.Add(time.Duration(1+r.IntN(180)) * time.Minute)
+			live = append(live, h.snapAt(clock))
+			ds, err := Apply(live, pol)
+			if err != nil {
+				t.Fatal(err)
+			}
+			live = live[:0]
+			for _, d := range ds {
+				if d.Keep {
+					live = append(live, d.Point)
+				}
+			}
+		}
+		all, err := Apply(h.pts, pol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []string
+		for _, d := range all {
+			if d.Keep {
+				want = append(want, d.Point.Name)
+			}
+		}
+		var got []string
+		for _, p := range live {
+			got = append(got, p.Name)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("seed %d (%s): incremental pruning kept %d points, one pass over the history %d\n%v\n%v", seed, loc, len(got), len(want), got, want)
+		}
+		if len(got) > 24+14+8+12 || len(got) < 24 {
+			t.Fatalf("seed %d: kept %d points, want 24..58", seed, len(got))
+		}
+	}
+}
