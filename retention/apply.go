@@ -84,7 +84,7 @@ func Apply(points []zfs.Point, policy Policy) ([]Decision, error) {
 		protected[g] = true
 	}
 	var horizon uint64 // createtxg of the oldest base; 0 = none
-	for g := range protected {
+	for _, g := range policy.Protect { // in the caller's order: the first missing one is reported
 		i := indexGUID(pts, g)
 		if i < 0 {
 			return nil, fmt.Errorf("retention: replication base guid %d is neither a snapshot nor a bookmark here: %w", g, zfs.ErrDatasetNotFound)

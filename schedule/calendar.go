@@ -122,6 +122,9 @@ func ParseCalendar(s string, local *time.Location) (*Calendar, error) {
 			tokens = strings.Fields(exp)
 		}
 	}
+	if _, ok := shorthands[strings.ToLower(tokens[0])]; ok {
+		return fail("%q stands alone (with at most a time zone); write e.g. \"*-*-* 02:00\" for a time of day", tokens[0])
+	}
 	if isLetter(tokens[0][0]) {
 		wd, err := parseWeekdays(tokens[0])
 		if err != nil {

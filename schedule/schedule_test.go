@@ -246,6 +246,9 @@ func TestInterval(t *testing.T) {
 			t.Errorf("Parse(%q) = %v, want ErrSyntax quoting it", in, err)
 		}
 	}
+	if _, err := Parse("daily 02:00", time.UTC); err == nil || !strings.Contains(err.Error(), `"daily" stands alone`) {
+		t.Errorf("Parse(daily 02:00) = %v", err)
+	}
 	if s, err := Parse("daily", time.UTC); err != nil || s.String() != "*-*-* 00:00:00" {
 		t.Errorf("Parse(daily) = %v, %v", s, err)
 	}
