@@ -83,7 +83,7 @@ func Apply(points []zfs.Point, policy Policy) ([]Decision, error) {
 	for _, g := range policy.Protect {
 		protected[g] = true
 	}
-	var horizon uint64 // createtxg of the oldest base; 0 = none
+	var horizon uint64                 // createtxg of the oldest base; 0 = none
 	for _, g := range policy.Protect { // in the caller's order: the first missing one is reported
 		i := indexGUID(pts, g)
 		if i < 0 {
