@@ -83,8 +83,11 @@ func Apply(points []zfs.Point, policy Policy) ([]Decision, error) {
 	for _, g := range policy.Protect {
 		protected[g] = true
 	}
-	var horizon uint64                 // createtxg of the oldest base; 0 = none
-	for _, g := range policy.Protect { // in the caller's order: the first missing one is reported
+	// horizon is the createtxg of the oldest base (0: none). Bases are
+	// looked up in the caller's order, so the first missing one is the
+	// one reported.
+	var horizon uint64
+	for _, g := range policy.Protect {
 		i := indexGUID(pts, g)
 		if i < 0 {
 			return nil, fmt.Errorf("retention: replication base guid %d is neither a snapshot nor a bookmark here: %w", g, zfs.ErrDatasetNotFound)
