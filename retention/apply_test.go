@@ -319,6 +319,12 @@ func TestApplyErrors(t *testing.T) {
 	if _, err := Apply(h.pts, Policy{Snapshots: g, Protect: []uint64{a.GUID + 1}}); !errors.Is(err, zfs.ErrDatasetNotFound) {
 		t.Errorf("missing base: %v", err)
 	}
+	for i := 0; i < 20; i++ { // the first missing base in the caller's order is named, every time
+		_, err := Apply(h.pts, Policy{Snapshots: g, Protect: []uint64{a.GUID, 111, 222, 333}})
+		if err == nil || !strings.Contains(err.Error(), "guid 111 ") {
+			t.Fatalf("missing bases: %v", err)
+		}
+	}
 	if _, err := Apply(h.pts, Policy{}); !errors.Is(err, ErrSyntax) {
 		t.Errorf("zero policy: %v", err)
 	}
