@@ -112,4 +112,3 @@ func programError(first string, err error) error {
 	}
 	return fmt.Errorf("commit: %s failed with errno %s (nothing was created): %w", what, m[2], err)
 }
-
