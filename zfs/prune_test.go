@@ -122,7 +122,7 @@ func TestPruneInterrupted(t *testing.T) {
 						t.Fatal(err)
 					}
 					for i, p := range plan {
-						if slices.Contains(pol.Protect, p.GUID) || p.Short() == LastSentBookmark {
+						if slices.Contains(pol.Protect, p.GUID) || isLastSent(p) {
 							t.Fatalf("n=%d last=%d keep=%d/%d: plan destroys %s", n, last, ks, kb, p.Name)
 						}
 						if i > 0 && p.CreateTXG < plan[i-1].CreateTXG {
@@ -130,7 +130,7 @@ func TestPruneInterrupted(t *testing.T) {
 						}
 					}
 					for k := 0; k <= len(plan); k++ {
-						left := slices.DeleteFunc(slices.Clone(pts), func(p Point) bool { return slices.Contains(plan[:k], p) })
+						left := without(pts, plan[:k])
 						rest, err := Prune(left, pol)
 						if err != nil {
 							t.Fatalf("n=%d last=%d keep=%d/%d, killed after %d: %v", n, last, ks, kb, k, err)
@@ -145,4 +145,9 @@ func TestPruneInterrupted(t *testing.T) {
 		}
 	}
 	t.Logf("%d interrupted prunes replanned", cases)
+}
+
+// without returns s without the elements of drop.
+func without[T comparable](s, drop []T) []T {
+	return slices.DeleteFunc(slices.Clone(s), func(x T) bool { return slices.Contains(drop, x) })
 }
