@@ -170,7 +170,6 @@ func runDMList(_ context.Context, open dmOpener, gopts *globalOptions, ro report
 	return writeReport(gopts, r, ro, "dmsnap dm ls")
 }
 
-
 func deviceState(d jsonDevice) string {
 	switch {
 	case d.Suspended:
