@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/dmsnap/dmsnap/dm"
+	"github.com/dmsnap/dmsnap/internal/failpoint"
 	"github.com/dmsnap/dmsnap/internal/lock"
 	"github.com/dmsnap/dmsnap/lvm"
 	"github.com/urfave/cli/v2"
@@ -652,7 +653,7 @@ func wipePV(d lvm.Disk, l lvm.Label) error {
 	if err := d.Sync(); err != nil {
 		return err
 	}
-	lvm.Failpoint(fpPoolRemoveAfterLabel)
+	failpoint.Hit(fpPoolRemoveAfterLabel)
 	area := make([]byte, (l.MetadataStart+2*l.SlotSize).Bytes()-lvm.LabelOffset-lvm.LabelSize)
 	if _, err := d.WriteAt(area, lvm.LabelOffset+lvm.LabelSize); err != nil {
 		return err
@@ -660,7 +661,7 @@ func wipePV(d lvm.Disk, l lvm.Label) error {
 	return d.Sync()
 }
 
-// Failpoints of pool remove (lvm.Failpoint).
+// Failpoints of pool remove (internal/failpoint).
 const (
 	fpPoolRemoveAfterLabel = "pool.remove.after-label" // a PV's label zeroed and synced, its metadata area not
 	fpPoolRemoveAfterWipe  = "pool.remove.after-wipe"  // a PV wiped and synced (fires per PV)
@@ -676,13 +677,13 @@ func wipePool(ctx context.Context, gopts *globalOptions, o *openedPool, name str
 	if err := markRemoving(ctx, gopts, name, o.Store.Pool.UUID); err != nil {
 		return fmt.Errorf("remove pool %s: %w (nothing was wiped)", name, err)
 	}
-	lvm.Failpoint(fpPoolRemoveAfterMark)
+	failpoint.Hit(fpPoolRemoveAfterMark)
 	for id, d := range o.Store.Disks {
 		lab, _ := o.Store.Label(id)
 		if err := wipePV(d, lab); err != nil {
 			return fmt.Errorf("remove pool %s: wipe %s: %w", name, o.Sources[id].Path, err)
 		}
-		lvm.Failpoint(fpPoolRemoveAfterWipe)
+		failpoint.Hit(fpPoolRemoveAfterWipe)
 	}
 	if err := forgetPool(ctx, gopts, name); err != nil {
 		return fmt.Errorf("pool %s removed, but: %w", name, err)

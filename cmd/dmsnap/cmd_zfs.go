@@ -14,8 +14,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/dmsnap/dmsnap/internal/failpoint"
 	"github.com/dmsnap/dmsnap/internal/lock"
-	"github.com/dmsnap/dmsnap/lvm"
 	"github.com/dmsnap/dmsnap/zfs"
 	"github.com/urfave/cli/v2"
 )
@@ -335,7 +335,7 @@ func runZFSList(ctx context.Context, gopts *globalOptions, env zfsEnv, dataset s
 	return nil
 }
 
-// Failpoints of zfs prune (lvm.Failpoint).
+// Failpoints of zfs prune (internal/failpoint).
 const (
 	fpZFSPruneAfterPlan    = "zfs.prune.after-plan"    // lock held, bases read, points to destroy chosen, none destroyed
 	fpZFSPruneAfterDestroy = "zfs.prune.after-destroy" // a snapshot or bookmark destroyed (fires per point, oldest first)
@@ -425,7 +425,7 @@ func runZFSPrune(ctx context.Context, gopts *globalOptions, env zfsEnv, opts zfs
 	// exactly the points left (the kept windows are the newest points,
 	// which it never destroyed) and destroys them.
 	if !opts.DryRun {
-		lvm.Failpoint(fpZFSPruneAfterPlan)
+		failpoint.Hit(fpZFSPruneAfterPlan)
 	}
 	var errs []error
 	for _, p := range doomed {
@@ -438,7 +438,7 @@ func runZFSPrune(ctx context.Context, gopts *globalOptions, env zfsEnv, opts zfs
 				}
 				continue
 			}
-			lvm.Failpoint(fpZFSPruneAfterDestroy)
+			failpoint.Hit(fpZFSPruneAfterDestroy)
 		}
 		res.Destroy = append(res.Destroy, pointJSON(p, isBase))
 		if !gopts.JSON {
