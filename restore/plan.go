@@ -248,6 +248,8 @@ func checkStream(in Input) error {
 		return fmt.Errorf("send stream is of guid %#x (%s), the last ingest snapshot is guid %#x: %w", s.ToGUID, s.ToName, in.LastGUID, ErrStreamMismatch)
 	case s.ObjsetType != sendstream.ObjsetZvol:
 		return fmt.Errorf("send stream of %s is not a zvol's: %w", s.ToName, ErrStreamMismatch)
+	case s.Features&sendstream.FeatureResuming != 0 || s.Features&sendstream.FeatureRedacted != 0 || len(s.Redacted) > 0:
+		return fmt.Errorf("send stream of %s is resumed or redacted: it does not describe the whole increment: %w", s.ToName, ErrStreamMismatch)
 	case s.BlockSize != 0 && int64(s.BlockSize) != in.BlockBytes:
 		return fmt.Errorf("send stream says volblocksize %d, the zvol has %d: %w", s.BlockSize, in.BlockBytes, ErrStreamMismatch)
 	}

@@ -191,6 +191,10 @@ func TestDifferentialRefusals(t *testing.T) {
 	otherBS.BlockSize = 8 * kib
 	fs := stream(1, 2)
 	fs.ObjsetType = sendstream.ObjsetFilesystem
+	redacted := stream(1, 2)
+	redacted.Redacted = []sendstream.Range{{Off: 0, End: 4096}}
+	resumed := stream(1, 2)
+	resumed.Features = sendstream.FeatureResuming
 	for _, c := range []struct {
 		name string
 		edit func(*Input)
@@ -203,6 +207,8 @@ func TestDifferentialRefusals(t *testing.T) {
 		{"to another snapshot", func(in *Input) { in.Stream = stream(1, 9) }, ErrStreamMismatch},
 		{"volblocksize", func(in *Input) { in.Stream = otherBS }, ErrStreamMismatch},
 		{"filesystem", func(in *Input) { in.Stream = fs }, ErrStreamMismatch},
+		{"redacted", func(in *Input) { in.Stream = redacted }, ErrStreamMismatch},
+		{"resumed", func(in *Input) { in.Stream = resumed }, ErrStreamMismatch},
 		{"size", func(in *Input) { in.SizeBytes = 1000 }, ErrBadInput},
 		{"block size", func(in *Input) { in.BlockBytes = 0 }, ErrBadInput},
 		{"chunk size", func(in *Input) { in.ChunkSectors = 0 }, ErrBadInput},

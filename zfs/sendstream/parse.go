@@ -487,8 +487,7 @@ func (p *parser) finishSub() {
 // rangeSet collects ranges; records mostly come in ascending order, so a
 // range touching the last one extends it in place.
 type rangeSet struct {
-	rs     []Range
-	sorted bool
+	rs []Range
 }
 
 func (s *rangeSet) add(r Range) {
