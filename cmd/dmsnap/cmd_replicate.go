@@ -16,6 +16,7 @@ import (
 	"github.com/dmsnap/dmsnap/internal/lock"
 	"github.com/dmsnap/dmsnap/lvm"
 	"github.com/dmsnap/dmsnap/metrics"
+	"github.com/dmsnap/dmsnap/replicate"
 	"github.com/dmsnap/dmsnap/zfs"
 	"github.com/urfave/cli/v2"
 )
@@ -350,13 +351,13 @@ func (rp *replication) run(ctx context.Context) error {
 		if round > 3 {
 			return fmt.Errorf("replicate %s: the receiver keeps changing while planning", rp.opts.Target)
 		}
-		req := zfs.PlanRequest{
+		req := replicate.PlanRequest{
 			Sender: rp.opts.Dataset, Receiver: rp.opts.Target,
 			SenderPoints: rp.sndPts, ReceiverPoints: st.points, ReceiverExists: st.exists, ResumeToken: st.token,
 			AllowFull: rp.opts.AllowFull, ForceRollback: rp.opts.ForceRollback,
 			IncrementalPackage: rp.guard.SendIncrementalPackage,
 		}
-		plan, err := zfs.PlanReplication(req)
+		plan, err := replicate.NewPlan(req)
 		if err != nil {
 			return err
 		}
@@ -436,7 +437,7 @@ func (rp *replication) resume(ctx context.Context, st receiverState) (receiverSt
 }
 
 // execute runs the plan's steps.
-func (rp *replication) execute(ctx context.Context, plan zfs.Plan, st receiverState) error {
+func (rp *replication) execute(ctx context.Context, plan replicate.Plan, st receiverState) error {
 	if plan.Base.Name != "" {
 		b := pointJSON(plan.Base, nil)
 		rp.res.Base = &b

@@ -28,6 +28,7 @@ var layers = map[string]int{
 	"merge":         2,
 	"lvm":           3,
 	"ingest":        3,
+	"replicate":     3,
 	"metrics":       4,
 	"monitor":       5,
 	"cmd/dmsnap":    9,
