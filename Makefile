@@ -65,7 +65,7 @@ test-vm: vmrun build
 # ~7 min; see docs/testing.md.
 test-zfs: vmrun
 	$(VMRUN) --kernel bookworm --tools $(ZFS_TOOLS) --setup >/dev/null
-	$(GO) test -count=1 -timeout 40m -exec "$(VMRUN) --kernel bookworm --tools $(ZFS_TOOLS) --timeout $(VM_TIMEOUT) --env DMSNAP_ZFS_TIER=1" -run ZFS -v ./zfs/ ./ingest/ ./cmd/dmsnap/
+	$(GO) test -count=1 -timeout 40m -exec "$(VMRUN) --kernel bookworm --tools $(ZFS_TOOLS) --timeout $(VM_TIMEOUT) --env DMSNAP_ZFS_TIER=1" -run ZFS -v ./zfs/ ./ingest/ ./replicate/ ./cmd/dmsnap/
 
 # ZFS=0 skips the ZFS part.
 demo: deps build vmrun

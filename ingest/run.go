@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"time"
 
@@ -187,7 +188,7 @@ func (x *run) since() float64 {
 	return round3(d)
 }
 
-func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
+func round3(f float64) float64 { return math.Round(f*1000) / 1000 }
 
 // Run ingests the frozen snapshot of req.Pool/req.Origin into the zvol
 // req.Dataset: it creates the zvol on the first run, recovers from an

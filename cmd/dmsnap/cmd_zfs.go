@@ -40,22 +40,8 @@ func defaultZFSEnv(gopts *globalOptions) zfsEnv {
 // passphrase: replicate under cron has no one to answer and would hang.
 func sshVia(dest string) []string { return []string{"ssh", "-o", "BatchMode=yes", dest} }
 
-// explainZFS says what to do about environment failures of zfs(8); side
-// ("", "receiver host1: ") says where it happened.
-func explainZFS(side string, err error) error {
-	switch {
-	case errors.Is(err, zfs.ErrZFSNotInstalled):
-		return fmt.Errorf("%szfs is not installed (no zfs program; install the OpenZFS userland, zfsutils-linux on Debian): %w", side, err)
-	case errors.Is(err, zfs.ErrNoModule):
-		return fmt.Errorf("%sthe zfs kernel module is not loaded (modprobe zfs, as root): %w", side, err)
-	case errors.Is(err, zfs.ErrPermission):
-		return fmt.Errorf("%szfs needs root or delegated permissions (zfs allow): %w", side, err)
-	}
-	if side != "" {
-		return fmt.Errorf("%s%w", side, err)
-	}
-	return err
-}
+// explainZFS is zfs.Explain.
+func explainZFS(side string, err error) error { return zfs.Explain(side, err) }
 
 // checkDatasetArg checks a DATASET argument (a dataset, not a snapshot or
 // bookmark).
@@ -86,9 +72,6 @@ type replicationBase = replicate.Base
 
 // sentProp is the replication record property of a target.
 func sentProp(target string) string { return replicate.RecordProperty(target) }
-
-// targetID names a replication target (replicate.TargetID).
-func targetID(host, target string) string { return replicate.TargetID(host, target) }
 
 // replicationBases returns the replication bases of dataset (replicate.Bases).
 func replicationBases(ctx context.Context, r *zfs.Runner, dataset string, pts []zfs.Point) ([]replicationBase, error) {
