@@ -12,6 +12,7 @@ import (
 
 	"github.com/dmsnap/dmsnap/dm"
 	"github.com/dmsnap/dmsnap/ingest"
+	"github.com/dmsnap/dmsnap/internal/failpoint"
 	"github.com/dmsnap/dmsnap/internal/lock"
 	"github.com/dmsnap/dmsnap/internal/sys"
 	"github.com/dmsnap/dmsnap/lvm"
@@ -29,7 +30,7 @@ type ingestOptions struct {
 	Full         bool
 }
 
-// Failpoints of ingest (lvm.Failpoint, armed through lvm.FailpointEnv).
+// Failpoints of ingest (internal/failpoint).
 const (
 	fpIngestMidCopy     = ingest.FailpointMidCopy
 	fpIngestAfterCopy   = ingest.FailpointAfterCopy
@@ -147,12 +148,12 @@ func runIngest(ctx context.Context, gopts *globalOptions, opts ingestOptions) er
 	return nil
 }
 
-// ingestFailpoint arms the ingest's failpoints through lvm.FailpointEnv;
-// the mid-copy one also pauses (lvm.PausepointEnv).
+// ingestFailpoint fires the ingest's failpoints (internal/failpoint); the
+// mid-copy one also pauses.
 func ingestFailpoint(name string) {
-	lvm.Failpoint(name)
+	failpoint.Hit(name)
 	if name == fpIngestMidCopy {
-		lvm.Pausepoint(name)
+		failpoint.Pause(name)
 	}
 }
 

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dmsnap/dmsnap/internal/failpoint"
 	"github.com/dmsnap/dmsnap/internal/lock"
-	"github.com/dmsnap/dmsnap/lvm"
 	"github.com/dmsnap/dmsnap/metrics"
 	"github.com/dmsnap/dmsnap/replicate"
 	"github.com/dmsnap/dmsnap/zfs"
@@ -178,7 +178,7 @@ func runReplicate(ctx context.Context, opts replicateOptions, gopts *globalOptio
 		DryRun: opts.DryRun, Resume: opts.Resume, ForceRollback: opts.ForceRollback, AllowFull: opts.AllowFull,
 		Lock:      func() (io.Closer, error) { return lockDataset(gopts, opts.Dataset, lock.Exclusive) },
 		Observer:  &replicateObserver{gopts: gopts, isTTY: env.isTTY, dry: opts.DryRun, dataset: opts.Dataset, target: opts.Target},
-		Failpoint: lvm.Failpoint}
+		Failpoint: failpoint.Hit}
 	if opts.ToHost != "" {
 		req.Receiver, req.ReceiveVia = env.remote(opts.ToHost), sshVia(opts.ToHost)
 	}
