@@ -1,6 +1,6 @@
-// Package zfs is dmsnap's bridge to OpenZFS: it runs zfs(8) and zpool(8),
-// parses what they print, and plans replication and retention as pure
-// functions over those listings. Stdlib only.
+// Package zfs is dmsnap's bridge to OpenZFS: it runs zfs(8), zpool(8) and
+// udev's zvol_id, and parses what they print. Planning replication and
+// retention over those listings is package replicate's. Stdlib only.
 //
 // It owns:
 //
@@ -17,9 +17,9 @@
 //   - listings: [Point]s (snapshots and bookmarks) from `zfs list -Hp`,
 //     always ordered by createtxg, identified by guid;
 //   - the version guard: [ParseVersion] and [CheckVersions];
-//   - planning: [PlanReplication] picks the common base by GUID and
-//     returns the send/receive steps; [Prune] picks what retention may
-//     destroy; [SendArgs], [ReceiveArgs] build the argv;
+//   - the steps of a replication ([Send]) and their argv ([SendArgs],
+//     [ReceiveArgs]);
+//   - a zvol's block device ([Runner.ZvolDevice], through zvol_id);
 //   - names of dmsnap's snapshots and bookmarks ([SnapshotName]);
 //   - running zfs on another host through a wrapper such as ssh
 //     ([Runner.Via]), refusing any argument a remote shell would

@@ -3,6 +3,7 @@ package zfs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
@@ -196,4 +197,22 @@ func newCommandError(binary string, args []string, dataset string, stderr []byte
 		e.Err = classify(stderr)
 	}
 	return e
+}
+
+// Explain says what to do about environment failures of zfs(8)
+// ([ErrZFSNotInstalled], [ErrNoModule], [ErrPermission]); side ("",
+// "receiver host1: ") says where it happened and prefixes any error.
+func Explain(side string, err error) error {
+	switch {
+	case errors.Is(err, ErrZFSNotInstalled):
+		return fmt.Errorf("%szfs is not installed (no zfs program; install the OpenZFS userland, zfsutils-linux on Debian): %w", side, err)
+	case errors.Is(err, ErrNoModule):
+		return fmt.Errorf("%sthe zfs kernel module is not loaded (modprobe zfs, as root): %w", side, err)
+	case errors.Is(err, ErrPermission):
+		return fmt.Errorf("%szfs needs root or delegated permissions (zfs allow): %w", side, err)
+	}
+	if side != "" {
+		return fmt.Errorf("%s%w", side, err)
+	}
+	return err
 }

@@ -117,3 +117,10 @@ func TestParseGet(t *testing.T) {
 		}
 	}
 }
+
+const (
+	snap1 = "tank/vol@dmsnap-20261122T100000Z-000001"
+	snap2 = "tank/vol@dmsnap-20261122T100000Z-000002"
+	snap3 = "tank/vol@dmsnap-20261122T110500Z-000003"
+	book2 = "tank/vol#dmsnap-20261122T100000Z-000002"
+)

@@ -80,6 +80,8 @@ func (NopObserver) CommandDone(string, string, time.Duration, error) {}
 type Runner struct {
 	// ZFS and ZPool are the program paths; empty means "zfs" and "zpool".
 	ZFS, ZPool string
+	// ZvolID is the path of zvol_id; empty means [ZvolIDPath].
+	ZvolID string
 	// Exec runs the programs; nil means ExecExecutor{Env: Env}.
 	Exec Executor
 	// Env is the child environment for the default executor (nil
@@ -96,8 +98,9 @@ type Runner struct {
 
 // Binary names accepted by [Runner.Run].
 const (
-	BinZFS   = "zfs"
-	BinZPool = "zpool"
+	BinZFS    = "zfs"
+	BinZPool  = "zpool"
+	BinZvolID = "zvol_id" // udev's helper: the dataset of a /dev/zd* node
 )
 
 func (r *Runner) path(binary string) string {
@@ -110,6 +113,11 @@ func (r *Runner) path(binary string) string {
 		if r.ZPool != "" {
 			return r.ZPool
 		}
+	case BinZvolID:
+		if r.ZvolID != "" {
+			return r.ZvolID
+		}
+		return ZvolIDPath()
 	}
 	return binary
 }
@@ -128,7 +136,7 @@ func (r *Runner) observer() Observer {
 	return NopObserver{}
 }
 
-// Run runs binary ([BinZFS] or [BinZPool]) with args, feeding stdin and
+// Run runs binary ([BinZFS], [BinZPool] or [BinZvolID]) with args, feeding stdin and
 // copying standard output to stdout. dataset names the object the command
 // is about, for error messages only (may be empty). On failure it returns a
 // *[CommandError] that quotes the command and its standard error and
@@ -140,7 +148,7 @@ func (r *Runner) observer() Observer {
 // With [Runner.Via] set, an argument that fails [CheckRemoteArg] is refused
 // before anything runs (an error wrapping [ErrInvalidName]).
 func (r *Runner) Run(ctx context.Context, binary string, args []string, dataset string, stdin io.Reader, stdout io.Writer) error {
-	if binary != BinZFS && binary != BinZPool {
+	if binary != BinZFS && binary != BinZPool && binary != BinZvolID {
 		return errors.New("zfs runner: unknown binary " + strings.TrimSpace(binary))
 	}
 	verb := ""

@@ -111,3 +111,40 @@ func sendSubject(s Send) string {
 	}
 	return "(resume)"
 }
+
+// Send is one `zfs send | zfs receive` step of a [Plan].
+type Send struct {
+	// From is the full name of the incremental source: a sender snapshot
+	// (pool/vol@s) or, when that snapshot is gone, its bookmark
+	// (pool/vol#s). Empty for a full stream and for a resume.
+	From string
+	// To is the full name of the sender snapshot to send; empty for a
+	// resume.
+	To string
+	// FromGUID and ToGUID identify From and To across pools (0 if unset).
+	FromGUID, ToGUID uint64
+	// Incremental is true for -i/-I streams.
+	Incremental bool
+	// Intermediates selects -I (every snapshot between From and To) over
+	// -i. Only when From is a snapshot and the version guard allows it.
+	Intermediates bool
+	// ResumeToken, if set, makes this step `zfs send -t TOKEN`.
+	ResumeToken string
+	// Force adds -F to this step's receive (only with ForceRollback).
+	Force bool
+}
+
+// String describes the step: "full pool/vol@b", "-i pool/vol#a pool/vol@b",
+// "-I pool/vol@a pool/vol@d", "resume 1-…".
+func (s Send) String() string {
+	switch {
+	case s.ResumeToken != "":
+		return "resume " + s.ResumeToken
+	case !s.Incremental:
+		return "full " + s.To
+	case s.Intermediates:
+		return "-I " + s.From + " " + s.To
+	default:
+		return "-i " + s.From + " " + s.To
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dmsnap/dmsnap/ingest"
+	"github.com/dmsnap/dmsnap/zfs"
 )
 
 // benchIngestBytes returns the origin size of BenchmarkIngestZFS: 64 MiB
@@ -72,7 +73,7 @@ func BenchmarkIngestZFS(b *testing.B) {
 	if out, err := exec.Command("zfs", "create", "-s", "-b", "16K", "-V", fmt.Sprint(benchIngestBytes), ddVol).CombinedOutput(); err != nil {
 		b.Fatalf("zfs create: %v: %s", err, out)
 	}
-	ddDev, err := ingest.ZvolDevice(b.Context(), ddVol, 30*time.Second)
+	ddDev, err := (&zfs.Runner{}).ZvolDevice(b.Context(), ddVol, 30*time.Second)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/dmsnap/dmsnap/ingest"
 	"github.com/dmsnap/dmsnap/internal/testutil"
 	"github.com/dmsnap/dmsnap/lvm"
+	"github.com/dmsnap/dmsnap/zfs"
 )
 
 // cowCount returns the number of exceptions of the snapshot's COW.
@@ -101,7 +102,7 @@ func (f *ingestFixture) ingest(seq int, extra ...string) jsonIngest {
 	if j.Cursor != f.pool+"/"+cur {
 		t.Fatalf("cursor %s, want %s/%s", j.Cursor, f.pool, cur)
 	}
-	zv, err := ingest.ZvolDevice(t.Context(), f.ds, 0)
+	zv, err := (&zfs.Runner{}).ZvolDevice(t.Context(), f.ds, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +243,7 @@ func TestIngestZFSInvalidatedDuringCopy(t *testing.T) {
 	f := newIngestFixture(t)
 	f.ingest(1)
 	before := f.points()
-	zv, err := ingest.ZvolDevice(t.Context(), f.ds, 0)
+	zv, err := (&zfs.Runner{}).ZvolDevice(t.Context(), f.ds, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/dmsnap/dmsnap/dm"
 	"github.com/dmsnap/dmsnap/ingest"
 	"github.com/dmsnap/dmsnap/lvm"
+	"github.com/dmsnap/dmsnap/zfs"
 )
 
 // pausedRun is a dmsnap process (the test binary as dmsnap) armed to
@@ -111,7 +112,7 @@ func TestIngestZFSPoolUnlockedDuringCopy(t *testing.T) {
 		t.Fatalf("the paused ingest: %v\n%s", err, out)
 	}
 	cur := ingest.CursorName("base", 1)
-	zv, zerr := ingest.ZvolDevice(t.Context(), f.ds, 0)
+	zv, zerr := (&zfs.Runner{}).ZvolDevice(t.Context(), f.ds, 0)
 	if zerr != nil {
 		t.Fatal(zerr)
 	}

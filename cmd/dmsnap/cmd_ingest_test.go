@@ -76,7 +76,7 @@ func TestRecordTransfer(t *testing.T) {
 	at := time.Date(2026, 11, 23, 1, 0, 0, 0, time.UTC)
 	recordTransfer(ctx, gopts, stateTransfer{Op: metrics.Ingest, Pool: "p", Origin: "base", At: at, Bytes: 10})
 	recordTransfer(ctx, gopts, stateTransfer{Op: metrics.Ingest, Pool: "p", Origin: "base", At: at.Add(time.Hour), Bytes: 20})
-	if err := saveLineage(ctx, gopts, ingest.Lineage{Dataset: "tank/base", Pool: "p", Origin: "base"}); err != nil {
+	if err := (&ingestEnv{gopts: gopts}).SaveLineage(ctx, ingest.Lineage{Dataset: "tank/base", Pool: "p", Origin: "base"}); err != nil {
 		t.Fatal(err)
 	}
 	recordTransfer(ctx, gopts, replicationTransfer(gopts, "tank/base", 30))

@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dmsnap/dmsnap/ingest"
 	"github.com/dmsnap/dmsnap/zfs"
 )
 
@@ -167,7 +166,7 @@ func TestReplicateZFSKernel(t *testing.T) {
 	if err := r.CreateVolume(ctx, src, size, 16<<10, true); err != nil {
 		t.Fatal(err)
 	}
-	dev, err := ingest.ZvolDevice(ctx, src, 30*time.Second)
+	dev, err := (&zfs.Runner{}).ZvolDevice(ctx, src, 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +188,7 @@ func TestReplicateZFSKernel(t *testing.T) {
 			t.Errorf("bookmark %s guid %q, want s1's", bm, g)
 		}
 	}
-	dstDev, err := ingest.ZvolDevice(ctx, dst, 30*time.Second)
+	dstDev, err := (&zfs.Runner{}).ZvolDevice(ctx, dst, 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -503,7 +502,7 @@ func TestReplicateZFSCrashRecord(t *testing.T) {
 	if err := r.CreateVolume(ctx, src, size, 16<<10, true); err != nil {
 		t.Fatal(err)
 	}
-	dev, err := ingest.ZvolDevice(ctx, src, 30*time.Second)
+	dev, err := (&zfs.Runner{}).ZvolDevice(ctx, src, 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,21 +1,16 @@
 package main
 
 import (
-	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/dmsnap/dmsnap/internal/failpoint"
 	"github.com/dmsnap/dmsnap/internal/lock"
+	"github.com/dmsnap/dmsnap/replicate"
 	"github.com/dmsnap/dmsnap/zfs"
 	"github.com/urfave/cli/v2"
 )
@@ -46,22 +41,8 @@ func defaultZFSEnv(gopts *globalOptions) zfsEnv {
 // passphrase: replicate under cron has no one to answer and would hang.
 func sshVia(dest string) []string { return []string{"ssh", "-o", "BatchMode=yes", dest} }
 
-// explainZFS says what to do about environment failures of zfs(8); side
-// ("", "receiver host1: ") says where it happened.
-func explainZFS(side string, err error) error {
-	switch {
-	case errors.Is(err, zfs.ErrZFSNotInstalled):
-		return fmt.Errorf("%szfs is not installed (no zfs program; install the OpenZFS userland, zfsutils-linux on Debian): %w", side, err)
-	case errors.Is(err, zfs.ErrNoModule):
-		return fmt.Errorf("%sthe zfs kernel module is not loaded (modprobe zfs, as root): %w", side, err)
-	case errors.Is(err, zfs.ErrPermission):
-		return fmt.Errorf("%szfs needs root or delegated permissions (zfs allow): %w", side, err)
-	}
-	if side != "" {
-		return fmt.Errorf("%s%w", side, err)
-	}
-	return err
-}
+// explainZFS is zfs.Explain.
+func explainZFS(side string, err error) error { return zfs.Explain(side, err) }
 
 // checkDatasetArg checks a DATASET argument (a dataset, not a snapshot or
 // bookmark).
@@ -87,95 +68,15 @@ func lockDataset(g *globalOptions, dataset string, mode lock.Mode) (*lock.Lock, 
 	return l, nil
 }
 
-// Replication records. After every successful receive, replicate sets the
-// user property sentPropPrefix+<hash of the target> on the sender dataset
-// to "<guid> <target>": the newest snapshot that target has. `zfs prune`
-// protects every recorded guid, so replicating one dataset to several
-// targets keeps each target's base, not only the one #dmsnap-last-sent
-// points at. User properties stay on the sender (replicate never sends
-// properties) and survive a lost config directory.
-const sentPropPrefix = "dmsnap:sent-"
-
-// sentRecord is one replication record.
-type sentRecord struct {
-	Prop   string
-	GUID   uint64
-	Target string // "[HOST:]DATASET"
-}
-
-// targetID names a replication target: "backup/vol", or "host1:backup/vol"
-// with --to-host.
-func targetID(host, target string) string {
-	if host == "" {
-		return target
-	}
-	return host + ":" + target
-}
-
-// sentProp is the record property of a target.
-func sentProp(target string) string {
-	h := sha256.Sum256([]byte(target))
-	return sentPropPrefix + hex.EncodeToString(h[:8])
-}
-
-func parseSentRecord(prop, val string) (sentRecord, error) {
-	g, tgt, ok := strings.Cut(val, " ")
-	n, err := strconv.ParseUint(g, 10, 64)
-	if !ok || err != nil || n == 0 || tgt == "" {
-		return sentRecord{}, fmt.Errorf("replication record %s = %q: want \"<guid> <target>\"", prop, val)
-	}
-	return sentRecord{Prop: prop, GUID: n, Target: tgt}, nil
-}
-
 // replicationBase is a guid prune must keep, with why.
-type replicationBase struct {
-	GUID      uint64 `json:"guid,string"`
-	CreateTXG uint64 `json:"createtxg"`
-	// Source is "#dmsnap-last-sent" or "sent to TARGET (PROPERTY)".
-	Source string `json:"source"`
-}
+type replicationBase = replicate.Base
 
-// replicationBases returns the replication bases of dataset: the guid of
-// its #dmsnap-last-sent bookmark and of every replication record, oldest
-// first. A record that does not parse, or whose guid is no longer a
-// snapshot or bookmark of the dataset (its target's chain is broken, and
-// nothing can be pruned against it), is an error wrapping
-// zfs.ErrDatasetNotFound; the other bases are returned with it.
+// sentProp is the replication record property of a target.
+func sentProp(target string) string { return replicate.RecordProperty(target) }
+
+// replicationBases returns the replication bases of dataset (replicate.Bases).
 func replicationBases(ctx context.Context, r *zfs.Runner, dataset string, pts []zfs.Point) ([]replicationBase, error) {
-	txg := map[uint64]uint64{}
-	for _, p := range pts {
-		txg[p.GUID] = p.CreateTXG
-	}
-	var out []replicationBase
-	last := zfs.BookmarkFullName(dataset, zfs.LastSentBookmark)
-	for _, p := range pts {
-		if p.Name == last {
-			out = append(out, replicationBase{GUID: p.GUID, CreateTXG: p.CreateTXG, Source: "#" + zfs.LastSentBookmark})
-		}
-	}
-	props, err := r.UserProperties(ctx, dataset, sentPropPrefix)
-	if err != nil {
-		return nil, err
-	}
-	var errs []error
-	for _, k := range slices.Sorted(maps.Keys(props)) {
-		rec, err := parseSentRecord(k, props[k])
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w; remove it with: zfs inherit %s %s: %w", dataset, err, k, dataset, zfs.ErrDatasetNotFound))
-			continue
-		}
-		t, ok := txg[rec.GUID]
-		if !ok {
-			errs = append(errs, fmt.Errorf("%s: the replication base of %s (guid %d, property %s) is neither a snapshot nor a bookmark of %s any more: "+
-				"that target's incremental chain is broken (its next replicate needs --allow-full --force-rollback); "+
-				"to stop protecting it: zfs inherit %s %s: %w",
-				dataset, rec.Target, rec.GUID, k, dataset, k, dataset, zfs.ErrDatasetNotFound))
-			continue
-		}
-		out = append(out, replicationBase{GUID: rec.GUID, CreateTXG: t, Source: fmt.Sprintf("sent to %s (%s)", rec.Target, k)})
-	}
-	slices.SortStableFunc(out, func(a, b replicationBase) int { return cmp.Compare(a.CreateTXG, b.CreateTXG) })
-	return out, errors.Join(errs...)
+	return replicate.Bases(ctx, r, dataset, pts)
 }
 
 // jsonZFSPoint is one snapshot or bookmark in `zfs ls --json` and `zfs
@@ -388,7 +289,7 @@ func runZFSPrune(ctx context.Context, gopts *globalOptions, env zfsEnv, opts zfs
 	if err != nil {
 		return explainZFS("", err)
 	}
-	policy := zfs.Retention{KeepSnapshots: opts.Keep, KeepBookmarks: opts.KeepBookmarks}
+	policy := replicate.Retention{KeepSnapshots: opts.Keep, KeepBookmarks: opts.KeepBookmarks}
 	if opts.KeepBookmarks < 0 {
 		policy.KeepBookmarks = len(pts) // every bookmark
 	}
@@ -397,7 +298,7 @@ func runZFSPrune(ctx context.Context, gopts *globalOptions, env zfsEnv, opts zfs
 		policy.Protect = append(policy.Protect, b.GUID)
 		isBase[b.GUID] = true
 	}
-	doomed, err := zfs.Prune(pts, policy)
+	doomed, err := replicate.Prune(pts, policy)
 	if err != nil {
 		return err
 	}

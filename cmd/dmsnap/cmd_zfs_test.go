@@ -380,8 +380,8 @@ func TestDefaultZFSEnv(t *testing.T) {
 	if r := env.remote("root@backup1"); !slices.Equal(r.Via, want) {
 		t.Errorf("remote via %q, want %q", r.Via, want)
 	}
-	rp := &replication{opts: replicateOptions{Target: "backup/vol", ToHost: "root@backup1"}}
-	if got := rp.receiveArgv(false); !slices.Equal(got[:len(want)], want) || got[len(want)] != "zfs" {
-		t.Errorf("receive argv %q, want it to start with %q zfs", got, want)
+	// runReplicate shows the remote receive behind the same prefix.
+	if got := sshVia("root@backup1"); !slices.Equal(got, want) {
+		t.Errorf("receive via %q, want %q", got, want)
 	}
 }

@@ -33,6 +33,7 @@ var layers = map[string]int{
 	"merge":              2,
 	"lvm":                3,
 	"ingest":             3,
+	"replicate":          3,
 	"metrics":            4,
 	"restore":            4,
 	"monitor":            5,

@@ -1,7 +1,10 @@
-package zfs
+package replicate
 
 import (
 	"errors"
+	"github.com/dmsnap/dmsnap/zfs"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -15,7 +18,7 @@ const (
 	manual = "tank/vol@manual"
 )
 
-func sendStrings(ss []Send) []string {
+func sendStrings(ss []zfs.Send) []string {
 	out := make([]string, len(ss))
 	for i, s := range ss {
 		out[i] = s.String()
@@ -34,8 +37,8 @@ func TestPlanReplication(t *testing.T) {
 	unrelated := mustParseList(t, "backup/vol", "zfs-2.3.2-list-Hp-receiver-unrelated.txt")
 	// Same names as the sender, but only @000001 is really shared: the
 	// newer one has a foreign guid (a name collision, not history).
-	nameTrap := []Point{receiver[0], {Name: "backup/vol@dmsnap-20261122T110500Z-000003", Kind: Snapshot, GUID: 42, CreateTXG: 99}}
-	upToDate := append(slices.Clone(receiver), Point{Name: "backup/vol@dmsnap-20261122T110500Z-000003", Kind: Snapshot, GUID: 17706119220354061411, CreateTXG: 120})
+	nameTrap := []zfs.Point{receiver[0], {Name: "backup/vol@dmsnap-20261122T110500Z-000003", Kind: zfs.Snapshot, GUID: 42, CreateTXG: 99}}
+	upToDate := append(slices.Clone(receiver), zfs.Point{Name: "backup/vol@dmsnap-20261122T110500Z-000003", Kind: zfs.Snapshot, GUID: 17706119220354061411, CreateTXG: 120})
 
 	for _, tc := range []struct {
 		name             string
@@ -60,23 +63,23 @@ func TestPlanReplication(t *testing.T) {
 		{name: "explicit target", req: PlanRequest{SenderPoints: sender, ReceiverPoints: receiver, ReceiverExists: true, To: "manual", IncrementalPackage: true},
 			sends: []string{"-i " + snap2 + " " + manual}},
 		{name: "missing target", req: PlanRequest{SenderPoints: sender, ReceiverPoints: receiver, ReceiverExists: true, To: "nope"},
-			err: ErrDatasetNotFound, errText: "tank/vol@nope"},
+			err: zfs.ErrDatasetNotFound, errText: "tank/vol@nope"},
 		{name: "up to date", req: PlanRequest{SenderPoints: sender, ReceiverPoints: upToDate, ReceiverExists: true}, upToDate: true},
 		{name: "receiver ahead of explicit target", req: PlanRequest{SenderPoints: sender, ReceiverPoints: receiver, ReceiverExists: true, To: "dmsnap-20261122T100000Z-000001"}, upToDate: true},
 		{name: "diverged refused", req: PlanRequest{SenderPoints: sender, ReceiverPoints: diverged, ReceiverExists: true},
-			err: ErrReceiverDiverged, errText: "backup/vol@local-before-upgrade"},
+			err: zfs.ErrReceiverDiverged, errText: "backup/vol@local-before-upgrade"},
 		{name: "diverged with force-rollback", req: PlanRequest{SenderPoints: sender, ReceiverPoints: diverged, ReceiverExists: true, ForceRollback: true, IncrementalPackage: true},
 			sends: []string{"-I " + snap2 + " " + snap3 + " (-F)"}, destroy: []string{"backup/vol@local-before-upgrade"}},
 		{name: "names are not history", req: PlanRequest{SenderPoints: sender, ReceiverPoints: nameTrap, ReceiverExists: true},
-			err: ErrReceiverDiverged, errText: "backup/vol@dmsnap-20261122T110500Z-000003"},
+			err: zfs.ErrReceiverDiverged, errText: "backup/vol@dmsnap-20261122T110500Z-000003"},
 		{name: "unrelated refused", req: PlanRequest{SenderPoints: sender, ReceiverPoints: unrelated, ReceiverExists: true},
-			err: ErrNoCommonBase, errText: "GUID mismatch"},
+			err: zfs.ErrNoCommonBase, errText: "GUID mismatch"},
 		{name: "unrelated, allow-full without force", req: PlanRequest{SenderPoints: sender, ReceiverPoints: unrelated, ReceiverExists: true, AllowFull: true},
-			err: ErrNoCommonBase, errText: "-F"},
+			err: zfs.ErrNoCommonBase, errText: "-F"},
 		{name: "unrelated, allow-full and force", req: PlanRequest{SenderPoints: sender, ReceiverPoints: unrelated, ReceiverExists: true, AllowFull: true, ForceRollback: true},
 			sends: []string{"full " + snap3 + " (-F)"}, destroy: pointNames(unrelated), first: true},
 		{name: "exists without snapshots", req: PlanRequest{SenderPoints: sender, ReceiverExists: true},
-			err: ErrNoCommonBase, errText: "no snapshots"},
+			err: zfs.ErrNoCommonBase, errText: "no snapshots"},
 		{name: "new receiver: full of newest", req: PlanRequest{SenderPoints: sender},
 			sends: []string{"full " + snap3}},
 		{name: "new receiver: all history", req: PlanRequest{SenderPoints: sender, InitialAll: true, IncrementalPackage: true},
@@ -87,11 +90,11 @@ func TestPlanReplication(t *testing.T) {
 			sends: []string{"resume 1-e604ea4bf-e0-789c63a2"}, resume: true},
 		{name: "dash token is none", req: PlanRequest{SenderPoints: sender, ReceiverPoints: receiver, ReceiverExists: true, ResumeToken: "-", IncrementalPackage: true},
 			sends: []string{"-I " + snap2 + " " + snap3}},
-		{name: "sender without snapshots", req: PlanRequest{SenderPoints: pruned[:3]}, err: ErrDatasetNotFound},
+		{name: "sender without snapshots", req: PlanRequest{SenderPoints: pruned[:3]}, err: zfs.ErrDatasetNotFound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.req.Sender, tc.req.Receiver = "tank/vol", "backup/vol"
-			plan, err := PlanReplication(tc.req)
+			plan, err := NewPlan(tc.req)
 			if tc.err != nil {
 				if !errors.Is(err, tc.err) || !strings.Contains(err.Error(), tc.errText) {
 					t.Fatalf("err %v, want %v containing %q", err, tc.err, tc.errText)
@@ -139,7 +142,7 @@ func TestPlanBaseIsNewestCommonByGUID(t *testing.T) {
 	// Rename the receiver's snapshots so that names sort the other way.
 	receiver[0].Name = "backup/vol@zzz"
 	receiver[1].Name = "backup/vol@aaa"
-	plan, err := PlanReplication(PlanRequest{Sender: "tank/vol", Receiver: "backup/vol",
+	plan, err := NewPlan(PlanRequest{Sender: "tank/vol", Receiver: "backup/vol",
 		SenderPoints: sender, ReceiverPoints: receiver, ReceiverExists: true})
 	if err != nil {
 		t.Fatal(err)
@@ -154,10 +157,32 @@ func TestPlanRequestNotMutated(t *testing.T) {
 	sender := mustParseList(t, "tank/vol", "zfs-2.3.2-list-Hp-sender.txt")
 	slices.Reverse(sender)
 	before := slices.Clone(sender)
-	if _, err := PlanReplication(PlanRequest{Sender: "tank/vol", SenderPoints: sender}); err != nil {
+	if _, err := NewPlan(PlanRequest{Sender: "tank/vol", SenderPoints: sender}); err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(sender, before) {
-		t.Error("PlanReplication reordered the caller's slice")
+		t.Error("NewPlan reordered the caller's slice")
 	}
+}
+
+// mustParseList parses a listing captured from real zfs in zfs/testdata.
+func mustParseList(t testing.TB, dataset, file string) []zfs.Point {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "zfs", "testdata", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pts, err := zfs.ParseList(dataset, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pts
+}
+
+func pointNames(pts []zfs.Point) []string {
+	out := make([]string, len(pts))
+	for i, p := range pts {
+		out[i] = p.Name
+	}
+	return out
 }

@@ -1,8 +1,9 @@
-package zfs
+package replicate
 
 import (
 	"errors"
 	"fmt"
+	"github.com/dmsnap/dmsnap/zfs"
 	"slices"
 	"testing"
 	"time"
@@ -11,33 +12,33 @@ import (
 // history builds n dmsnap snapshots of tank/vol, each with its
 // per-snapshot bookmark, plus a user snapshot "keepme" after the 2nd, and
 // #dmsnap-last-sent on snapshot lastSent (1-based; 0 = none).
-func history(n, lastSent int) []Point {
+func history(n, lastSent int) []zfs.Point {
 	t0 := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
-	var pts []Point
+	var pts []zfs.Point
 	for i := 1; i <= n; i++ {
-		short := SnapshotName(t0, uint64(i)) // same second for all: names and times cannot order them
+		short := zfs.SnapshotName(t0, uint64(i)) // same second for all: names and times cannot order them
 		guid, txg := uint64(5000+i), uint64(100*i)
 		pts = append(pts,
-			Point{Name: "tank/vol@" + short, Kind: Snapshot, GUID: guid, CreateTXG: txg, Creation: t0},
-			Point{Name: "tank/vol#" + short, Kind: Bookmark, GUID: guid, CreateTXG: txg, Creation: t0})
+			zfs.Point{Name: "tank/vol@" + short, Kind: zfs.Snapshot, GUID: guid, CreateTXG: txg, Creation: t0},
+			zfs.Point{Name: "tank/vol#" + short, Kind: zfs.Bookmark, GUID: guid, CreateTXG: txg, Creation: t0})
 		if i == lastSent {
-			pts = append(pts, Point{Name: "tank/vol#" + LastSentBookmark, Kind: Bookmark, GUID: guid, CreateTXG: txg, Creation: t0})
+			pts = append(pts, zfs.Point{Name: "tank/vol#" + zfs.LastSentBookmark, Kind: zfs.Bookmark, GUID: guid, CreateTXG: txg, Creation: t0})
 		}
 		if i == 2 {
-			pts = append(pts, Point{Name: "tank/vol@keepme", Kind: Snapshot, GUID: 9999, CreateTXG: txg + 50, Creation: t0})
+			pts = append(pts, zfs.Point{Name: "tank/vol@keepme", Kind: zfs.Snapshot, GUID: 9999, CreateTXG: txg + 50, Creation: t0})
 		}
 	}
 	return pts
 }
 
 func nm(kind string, i int) string {
-	return fmt.Sprintf("tank/vol%s%s", kind, SnapshotName(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC), uint64(i)))
+	return fmt.Sprintf("tank/vol%s%s", kind, zfs.SnapshotName(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC), uint64(i)))
 }
 
 func TestPrune(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		pts    []Point
+		pts    []zfs.Point
 		policy Retention
 		want   []string
 	}{
@@ -54,7 +55,7 @@ func TestPrune(t *testing.T) {
 			[]string{nm("@", 1), nm("#", 1), nm("@", 2), nm("#", 2)}},
 		{"two bases: the older one bounds", history(6, 6), Retention{Protect: []uint64{5006, 5002}},
 			[]string{nm("@", 1), nm("#", 1)}},
-		{"base only as bookmark", slices.DeleteFunc(history(5, 4), func(p Point) bool { return p.Name == nm("@", 4) }),
+		{"base only as bookmark", slices.DeleteFunc(history(5, 4), func(p zfs.Point) bool { return p.Name == nm("@", 4) }),
 			Retention{KeepSnapshots: 0, KeepBookmarks: 0, Protect: []uint64{5004}},
 			[]string{nm("@", 1), nm("#", 1), nm("@", 2), nm("#", 2), nm("@", 3), nm("#", 3)}},
 	} {
@@ -69,7 +70,7 @@ func TestPrune(t *testing.T) {
 				t.Errorf("destroy\n got %q\nwant %q", names, tc.want)
 			}
 			for _, p := range got {
-				if p.Kind == Bookmark && p.Short() == LastSentBookmark {
+				if p.Kind == zfs.Bookmark && p.Short() == zfs.LastSentBookmark {
 					t.Errorf("pruned the stable bookmark")
 				}
 				for _, g := range tc.policy.Protect {
@@ -87,14 +88,14 @@ func TestPrune(t *testing.T) {
 }
 
 func TestPruneErrors(t *testing.T) {
-	if _, err := Prune(history(3, 0), Retention{Protect: []uint64{777}}); !errors.Is(err, ErrDatasetNotFound) {
+	if _, err := Prune(history(3, 0), Retention{Protect: []uint64{777}}); !errors.Is(err, zfs.ErrDatasetNotFound) {
 		t.Errorf("unknown base: %v", err)
 	}
 	if _, err := Prune(history(3, 0), Retention{KeepSnapshots: -1}); err == nil {
 		t.Error("negative keep accepted")
 	}
-	bad := []Point{{Name: "p/v@a", Kind: Snapshot, GUID: 1, CreateTXG: 5}, {Name: "p/v@b", Kind: Snapshot, GUID: 2, CreateTXG: 5}}
-	if _, err := Prune(bad, Retention{}); !errors.Is(err, ErrSyntax) {
+	bad := []zfs.Point{{Name: "p/v@a", Kind: zfs.Snapshot, GUID: 1, CreateTXG: 5}, {Name: "p/v@b", Kind: zfs.Snapshot, GUID: 2, CreateTXG: 5}}
+	if _, err := Prune(bad, Retention{}); !errors.Is(err, zfs.ErrSyntax) {
 		t.Errorf("inconsistent listing: %v", err)
 	}
 }

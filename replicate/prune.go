@@ -1,8 +1,9 @@
-package zfs
+package replicate
 
 import (
 	"errors"
 	"fmt"
+	"github.com/dmsnap/dmsnap/zfs"
 )
 
 // Retention is a pruning policy for [Prune].
@@ -18,23 +19,23 @@ type Retention struct {
 	// one, is never pruned.
 	Protect []uint64
 	// Foreign also makes points without dmsnap names candidates; by
-	// default only [IsOurs] points are ever pruned.
+	// default only [zfs.IsOurs] points are ever pruned.
 	Foreign bool
 }
 
 // Prune returns the snapshots and bookmarks to destroy under policy, in
 // createtxg order (oldest first; a snapshot before its bookmarks). It
 // never returns a point whose GUID is protected, anything newer than the
-// oldest protected point, [LastSentBookmark], or (unless Foreign) a point
+// oldest protected point, [zfs.LastSentBookmark], or (unless Foreign) a point
 // dmsnap did not name. A protected GUID absent from points is an error
-// wrapping [ErrDatasetNotFound]: without the base's createtxg nothing can
+// wrapping [zfs.ErrDatasetNotFound]: without the base's createtxg nothing can
 // be pruned safely.
-func Prune(points []Point, policy Retention) ([]Point, error) {
+func Prune(points []zfs.Point, policy Retention) ([]zfs.Point, error) {
 	if policy.KeepSnapshots < 0 || policy.KeepBookmarks < 0 {
 		return nil, errors.New("prune: negative keep count")
 	}
-	pts := append([]Point(nil), points...)
-	if err := SortPoints(pts); err != nil {
+	pts := append([]zfs.Point(nil), points...)
+	if err := zfs.SortPoints(pts); err != nil {
 		return nil, fmt.Errorf("prune: %w", err)
 	}
 	protected := make(map[uint64]bool, len(policy.Protect))
@@ -43,9 +44,9 @@ func Prune(points []Point, policy Retention) ([]Point, error) {
 	}
 	var horizon uint64 // createtxg of the oldest protected point; 0 = none
 	for g := range protected {
-		i := indexFunc(pts, func(p Point) bool { return p.GUID == g })
+		i := indexFunc(pts, func(p zfs.Point) bool { return p.GUID == g })
 		if i < 0 {
-			return nil, fmt.Errorf("prune: protected guid %d is neither a snapshot nor a bookmark here: %w", g, ErrDatasetNotFound)
+			return nil, fmt.Errorf("prune: protected guid %d is neither a snapshot nor a bookmark here: %w", g, zfs.ErrDatasetNotFound)
 		}
 		if horizon == 0 || pts[i].CreateTXG < horizon {
 			horizon = pts[i].CreateTXG
@@ -54,7 +55,7 @@ func Prune(points []Point, policy Retention) ([]Point, error) {
 
 	// Candidates: ours (or all with Foreign), not protected, not newer
 	// than the horizon, not the stable bookmark.
-	candidate := func(p Point) bool {
+	candidate := func(p zfs.Point) bool {
 		switch {
 		case protected[p.GUID]:
 			return false
@@ -62,23 +63,23 @@ func Prune(points []Point, policy Retention) ([]Point, error) {
 			return false
 		case isLastSent(p):
 			return false
-		case !policy.Foreign && !IsOurs(p):
+		case !policy.Foreign && !zfs.IsOurs(p):
 			return false
 		}
 		return true
 	}
 	doomed := make(map[int]bool)
 	for _, k := range []struct {
-		kind Kind
+		kind zfs.Kind
 		keep int
-	}{{Snapshot, policy.KeepSnapshots}, {Bookmark, policy.KeepBookmarks}} {
+	}{{zfs.Snapshot, policy.KeepSnapshots}, {zfs.Bookmark, policy.KeepBookmarks}} {
 		// Keep the newest `keep` points of this kind among those that
 		// could be pruned by name (protected ones count towards the
 		// window; the stable bookmark does not).
 		kept := 0
 		for i := len(pts) - 1; i >= 0; i-- {
 			p := pts[i]
-			if p.Kind != k.kind || isLastSent(p) || (!policy.Foreign && !IsOurs(p)) {
+			if p.Kind != k.kind || isLastSent(p) || (!policy.Foreign && !zfs.IsOurs(p)) {
 				continue
 			}
 			if kept < k.keep {
@@ -90,7 +91,7 @@ func Prune(points []Point, policy Retention) ([]Point, error) {
 			}
 		}
 	}
-	var out []Point
+	var out []zfs.Point
 	for i, p := range pts {
 		if doomed[i] {
 			out = append(out, p)
@@ -99,4 +100,4 @@ func Prune(points []Point, policy Retention) ([]Point, error) {
 	return out, nil
 }
 
-func isLastSent(p Point) bool { return p.Kind == Bookmark && p.Short() == LastSentBookmark }
+func isLastSent(p zfs.Point) bool { return p.Kind == zfs.Bookmark && p.Short() == zfs.LastSentBookmark }
