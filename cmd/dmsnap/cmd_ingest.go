@@ -181,15 +181,15 @@ func runIngest(ctx context.Context, gopts *globalOptions, opts ingestOptions) er
 			s.Close()
 		}
 	}()
-	origin := s.o.Store.Pool.Volume(base)
+	origin := s.Opened.Store.Pool.Volume(base)
 	if origin == nil {
 		return fmt.Errorf("origin %s/%s: %w", pool, base, lvm.ErrNotFound)
 	}
 	if origin.Kind == lvm.KindSnapshotCOW {
 		return usageErrorf("%s/%s is a snapshot; ingest its origin", pool, base)
 	}
-	originBytes := int64(s.o.Store.Pool.Sectors(origin.Extents()).Bytes())
-	if _, err := s.k.Info(lvm.DMName(pool, base, lvm.LayerNone)); err != nil {
+	originBytes := int64(s.Opened.Store.Pool.Sectors(origin.Extents()).Bytes())
+	if _, err := s.Kernel.Info(lvm.DMName(pool, base, lvm.LayerNone)); err != nil {
 		if errors.Is(err, dm.ErrNotFound) {
 			return fmt.Errorf("origin %s/%s is not active (dmsnap activate %s)", pool, base, pool)
 		}
@@ -248,7 +248,7 @@ func runIngest(ctx context.Context, gopts *globalOptions, opts ingestOptions) er
 				lin, relinked = rl, "relinked "+opts.Dataset+" to its newest dmsnap snapshot "+rl.Snapshot+" (the lineage in "+gopts.statePath()+" was lost)"
 				// That ingest's cursor, if still there, is retired after
 				// this commit like any other (the copy is full anyway).
-				if c := ingest.CursorName(base, rl.Seq); s.o.Store.Pool.Volume(c) != nil {
+				if c := ingest.CursorName(base, rl.Seq); s.Opened.Store.Pool.Volume(c) != nil {
 					lin.Cursor = c
 				}
 			}
@@ -297,8 +297,8 @@ func runIngest(ctx context.Context, gopts *globalOptions, opts ingestOptions) er
 	var skip uint64
 	if lin.Pending != nil {
 		// An ingest died before committing: its snapshot is not a cursor.
-		if s.o.Store.Pool.Volume(lin.Pending.Cursor) != nil {
-			if _, err := lvm.RemoveSnapshotDevices(ctx, s.o.Store, s.env(gopts), lin.Pending.Cursor, false); err != nil {
+		if s.Opened.Store.Pool.Volume(lin.Pending.Cursor) != nil {
+			if _, err := lvm.RemoveSnapshotDevices(ctx, s.Opened.Store, s.env(gopts), lin.Pending.Cursor, false); err != nil {
 				return fmt.Errorf("remove the snapshot %s/%s of an interrupted ingest: %w", pool, lin.Pending.Cursor, err)
 			}
 		}
@@ -311,14 +311,14 @@ func runIngest(ctx context.Context, gopts *globalOptions, opts ingestOptions) er
 	seq := max(lin.Seq, skip) + 1
 	next := ingest.CursorName(base, seq)
 	chunk := dm.Sector(max(blockBytes, 4096) / 512)
-	size, err := parseCOWSize(opts.COW, s.o.Store.Pool, origin)
+	size, err := parseCOWSize(opts.COW, s.Opened.Store.Pool, origin)
 	if err != nil {
 		return err
 	}
 	if min := lvm.MinCOWSize(chunk); size < min {
 		size = min
 	}
-	n, _ := lvm.ExtentsFor(size, s.o.Store.Pool.ExtentSize)
+	n, _ := lvm.ExtentsFor(size, s.Opened.Store.Pool.ExtentSize)
 	mark := start
 	out.Phases.Check = since(&mark)
 	lin.Pending = &ingest.Pending{Seq: seq, Cursor: next, CreatedZvol: created,
@@ -422,10 +422,10 @@ func relockPool(ctx context.Context, gopts *globalOptions, pool string) (*snapSe
 // retireCursor removes the previous cursor once the new ZFS snapshot is
 // recorded. A failure only costs COW space: it is a warning.
 func retireCursor(ctx context.Context, gopts *globalOptions, s *snapSession, pool, old, current string) {
-	if old == "" || old == current || s.o.Store.Pool.Volume(old) == nil {
+	if old == "" || old == current || s.Opened.Store.Pool.Volume(old) == nil {
 		return
 	}
-	if _, err := lvm.RemoveSnapshotDevices(ctx, s.o.Store, s.env(gopts), old, false); err != nil {
+	if _, err := lvm.RemoveSnapshotDevices(ctx, s.Opened.Store, s.env(gopts), old, false); err != nil {
 		gopts.warn(fmt.Sprintf("the old ingest cursor %s/%s was not removed (dmsnap remove %s/%s): %v", pool, old, pool, old, err))
 	}
 }
@@ -545,12 +545,12 @@ type ingestCopyArgs struct {
 // fails if the snapshot was invalidated while being copied: what was
 // read from it is garbage.
 func ingestCopy(ctx context.Context, gopts *globalOptions, s *snapSession, out *jsonIngest, mark *time.Time, a ingestCopyArgs) (ingest.Plan, ingest.Stats, error) {
-	if _, err := lvm.CreateSnapshot(ctx, s.o.Store, s.env(gopts), lvm.SnapshotSpec{
+	if _, err := lvm.CreateSnapshot(ctx, s.Opened.Store, s.env(gopts), lvm.SnapshotSpec{
 		Name: a.next, Origin: a.base, COWExtents: a.cowExtents, Store: dm.Persistent, ChunkSize: a.chunk, ReadOnly: true}); err != nil {
 		return ingest.Plan{}, ingest.Stats{}, fmt.Errorf("ingest: %w", err)
 	}
-	frozen := s.o.Store.Pool.Volume(a.next)
-	wantUUID := lvm.DMUUID(s.o.Store.Pool.UUID, frozen.UUID, lvm.LayerNone)
+	frozen := s.Opened.Store.Pool.Volume(a.next)
+	wantUUID := lvm.DMUUID(s.Opened.Store.Pool.UUID, frozen.UUID, lvm.LayerNone)
 	out.Phases.Freeze = since(mark)
 	lin := a.lin
 	var plan ingest.Plan
@@ -560,7 +560,7 @@ func ingestCopy(ctx context.Context, gopts *globalOptions, s *snapSession, out *
 		out.FullReason = "--full"
 	case lin.Cursor == "":
 		out.FullReason = "first ingest"
-	case s.o.Store.Pool.Volume(lin.Cursor) == nil:
+	case s.Opened.Store.Pool.Volume(lin.Cursor) == nil:
 		out.FullReason = fmt.Sprintf("the cursor %s/%s is gone", a.pool, lin.Cursor)
 	default:
 		plan, err = cursorPlan(a.pool, lin.Cursor, a.originBytes)
@@ -643,9 +643,9 @@ func abandonIngest(gopts *globalOptions, s *snapSession, r *zfs.Runner, lin inge
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	p := lin.Pending
-	if s.o.Store.Pool.Volume(p.Cursor) != nil {
-		if _, err := lvm.RemoveSnapshotDevices(ctx, s.o.Store, s.env(gopts), p.Cursor, false); err != nil {
-			return fmt.Errorf("remove %s/%s: %w", s.pool, p.Cursor, err)
+	if s.Opened.Store.Pool.Volume(p.Cursor) != nil {
+		if _, err := lvm.RemoveSnapshotDevices(ctx, s.Opened.Store, s.env(gopts), p.Cursor, false); err != nil {
+			return fmt.Errorf("remove %s/%s: %w", s.Name, p.Cursor, err)
 		}
 	}
 	switch {

@@ -263,12 +263,12 @@ func (r *monitorRun) Autoextend(ctx context.Context, pool, name string, p monito
 		return monitor.Step{}, err
 	}
 	defer s.Close()
-	pl := s.o.Store.Pool
+	pl := s.Opened.Store.Pool
 	v := pl.Volume(name)
 	if v == nil || pl.SnapshotByCOW(v.UUID) == nil {
 		return monitor.Step{}, fmt.Errorf("snapshot %s/%s: %w", pool, name, lvm.ErrNotFound)
 	}
-	lines, _, err := s.k.Status(lvm.DMName(pool, name, lvm.LayerNone))
+	lines, _, err := s.Kernel.Status(lvm.DMName(pool, name, lvm.LayerNone))
 	if err != nil {
 		return monitor.Step{}, err
 	}
@@ -287,11 +287,11 @@ func (r *monitorRun) Autoextend(ctx context.Context, pool, name string, p monito
 	if step.Plan.Grow == 0 {
 		return step, nil
 	}
-	if _, err := lvm.ExtendSnapshot(ctx, s.o.Store, s.env(r.gopts), name, step.Plan.Grow); err != nil {
+	if _, err := lvm.ExtendSnapshot(ctx, s.Opened.Store, s.env(r.gopts), name, step.Plan.Grow); err != nil {
 		return step, err
 	}
-	if nv := s.o.Store.Pool.Volume(name); nv != nil {
-		step.ToBytes = s.o.Store.Pool.Sectors(nv.Extents()).Bytes()
+	if nv := s.Opened.Store.Pool.Volume(name); nv != nil {
+		step.ToBytes = s.Opened.Store.Pool.Sectors(nv.Extents()).Bytes()
 	}
 	return step, nil
 }

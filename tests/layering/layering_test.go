@@ -29,6 +29,7 @@ var layers = map[string]int{
 	"merge":           2,
 	"lvm":             3,
 	"ingest":          3,
+	"pool":            4,
 	"metrics":         4,
 	"monitor":         5,
 	"cmd/dmsnap":      9,
