@@ -19,6 +19,8 @@ type Session struct {
 	*Opened
 	Kernel *dm.Client
 	PVs    *AttachedPVs
+	// Logf, if set, gets the snapshot operations' step log.
+	Logf func(format string, args ...any)
 }
 
 // SessionOptions says what a Session opens beyond the lock and the store.
@@ -86,7 +88,7 @@ func (h *Host) SessionLocked(name string, l *lock.Lock, opts SessionOptions) (*S
 // SnapshotEnv is the kernel and PV device numbers of the session, for
 // the snapshot operations of package lvm.
 func (s *Session) SnapshotEnv() lvm.SnapshotEnv {
-	env := lvm.SnapshotEnv{Kernel: s.Kernel}
+	env := lvm.SnapshotEnv{Kernel: s.Kernel, Logf: s.Logf}
 	if s.PVs != nil {
 		env.Devs = s.PVs.Devs
 	}

@@ -108,13 +108,18 @@ func openSnapSessionLocked(gopts *globalOptions, name string, l *lock.Lock, mode
 }
 
 func (s *snapSession) env(gopts *globalOptions) lvm.SnapshotEnv {
-	env := s.SnapshotEnv()
-	if gopts.Verbose && !gopts.Quiet {
-		env.Logf = func(format string, args ...any) {
-			fmt.Fprintf(gopts.stderr, "dmsnap: "+format+"\n", args...)
-		}
+	s.Logf = gopts.stepLog()
+	return s.SnapshotEnv()
+}
+
+// stepLog is the log of snapshot steps for --verbose, nil without it.
+func (g *globalOptions) stepLog() func(format string, args ...any) {
+	if !g.Verbose || g.Quiet {
+		return nil
 	}
-	return env
+	return func(format string, args ...any) {
+		fmt.Fprintf(g.stderr, "dmsnap: "+format+"\n", args...)
+	}
 }
 
 // snapPath splits the snapshot argument: NAME, or POOL/NAME in pool.

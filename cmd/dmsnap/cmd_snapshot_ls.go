@@ -330,17 +330,16 @@ func runSnapRemove(ctx context.Context, gopts *globalOptions, arg string, force 
 		return err
 	}
 	defer s.Close()
-	p := s.Opened.Store.Pool
-	v := p.Volume(name)
-	res, err := lvm.RemoveSnapshotDevices(ctx, s.Opened.Store, s.env(gopts), name, force)
+	s.Logf = gopts.stepLog()
+	res, err := s.RemoveSnapshot(ctx, name, force)
 	if err != nil {
 		return err
 	}
 	if gopts.JSON {
-		return writeJSON(gopts.stdout, map[string]any{"removed": pool + "/" + name, "uuid": v.UUID, "freed_bytes": p.Sectors(v.Extents()).Bytes(),
+		return writeJSON(gopts.stdout, map[string]any{"removed": pool + "/" + name, "uuid": res.UUID, "freed_bytes": res.FreedBytes,
 			"origin_suspended_seconds": res.Suspended.Seconds()})
 	}
-	fmt.Fprintf(gopts.stdout, "removed snapshot %s/%s, %s freed\n", pool, name, sizeOf(p, v.Extents()))
+	fmt.Fprintf(gopts.stdout, "removed snapshot %s/%s, %s freed\n", pool, name, res.Freed)
 	return nil
 }
 
