@@ -45,6 +45,7 @@ type Options struct {
 type Report struct {
 	cols []Column
 	rows [][]any
+	objs []any // per row, what JSON encodes when rows carry objects
 }
 
 // New starts a report with cols, the list's whole column set.
@@ -57,6 +58,15 @@ func (r *Report) Add(vals ...any) {
 		panic(fmt.Sprintf("report: row of %d values for %d columns", len(vals), len(r.cols)))
 	}
 	r.rows = append(r.rows, vals)
+	r.objs = append(r.objs, nil)
+}
+
+// AddObject appends a row that JSON encodes as obj (a list's full record,
+// which may hold more than its columns, nested targets say) while -S and -O
+// still act on vals.
+func (r *Report) AddObject(obj any, vals ...any) {
+	r.Add(vals...)
+	r.objs[len(r.objs)-1] = obj
 }
 
 // Len is the number of rows added.
@@ -141,15 +151,17 @@ func (r *Report) plan(o Options) (plan, error) {
 	return p, nil
 }
 
-func (p plan) apply(rows [][]any) [][]any {
-	var out [][]any
-	for _, row := range rows {
+// apply returns the indices of the rows shown, in order.
+func (p plan) apply(rows [][]any) []int {
+	var out []int
+	for i, row := range rows {
 		if p.sel == nil || p.sel(row) {
-			out = append(out, row)
+			out = append(out, i)
 		}
 	}
 	if len(p.keys) > 0 {
-		slices.SortStableFunc(out, func(a, b []any) int {
+		slices.SortStableFunc(out, func(ia, ib int) int {
+			a, b := rows[ia], rows[ib]
 			for _, k := range p.keys {
 				c := compare(a[k.col], b[k.col])
 				if k.desc {
@@ -180,7 +192,8 @@ func (r *Report) Write(w io.Writer, o Options) error {
 		}
 		lines = append(lines, h)
 	}
-	for _, row := range p.apply(r.rows) {
+	for _, ri := range p.apply(r.rows) {
+		row := r.rows[ri]
 		l := make([]string, len(p.show))
 		for j, i := range p.show {
 			l[j] = r.format(i, row[i], o)
@@ -248,7 +261,8 @@ func (r *Report) Rows(o Options) ([]map[string]any, error) {
 		return nil, err
 	}
 	out := []map[string]any{}
-	for _, row := range p.apply(r.rows) {
+	for _, ri := range p.apply(r.rows) {
+		row := r.rows[ri]
 		m := make(map[string]any, len(p.show))
 		for _, i := range p.show {
 			m[r.cols[i].Name] = row[i]
@@ -258,12 +272,26 @@ func (r *Report) Rows(o Options) ([]map[string]any, error) {
 	return out, nil
 }
 
+// Objects returns the objects of the selected rows (AddObject), sorted:
+// what a list whose records hold more than its columns encodes as JSON.
+func (r *Report) Objects(o Options) ([]any, error) {
+	p, err := r.plan(o)
+	if err != nil {
+		return nil, err
+	}
+	out := []any{}
+	for _, ri := range p.apply(r.rows) {
+		out = append(out, r.objs[ri])
+	}
+	return out, nil
+}
+
 // Envelope is the versioned wrapper of every JSON list, in the spirit of
 // `zfs list -j`'s output_version: a reader checks Format and Major before
 // trusting the rest; Minor grows when fields are added.
 type Envelope struct {
-	OutputVersion Version          `json:"output_version"`
-	Report        []map[string]any `json:"report"`
+	OutputVersion Version `json:"output_version"`
+	Report        any     `json:"report"` // a list of rows or records
 }
 
 // Version names a JSON output's format and its version.
@@ -273,9 +301,16 @@ type Version struct {
 	Minor  int    `json:"vers_minor"`
 }
 
-// WriteJSON encodes the selected rows in an Envelope.
+// WriteJSON encodes the selected rows in an Envelope: the rows' objects
+// when they were added with AddObject, else the shown columns by name.
 func (r *Report) WriteJSON(w io.Writer, o Options, v Version) error {
-	rows, err := r.Rows(o)
+	var rows any
+	var err error
+	if len(r.objs) > 0 && r.objs[0] != nil {
+		rows, err = r.Objects(o)
+	} else {
+		rows, err = r.Rows(o)
+	}
 	if err != nil {
 		return err
 	}

@@ -22,10 +22,12 @@ var layers = map[string]int{
 	"internal/sys":    0,
 	"internal/lock":   0,
 	"internal/report": 0,
+	"schedule":        0,
 	"cow":             0,
 	"zfs":             0,
 	"internal/loop":   1,
 	"dm":              1,
+	"retention":       1,
 	"merge":           2,
 	"lvm":             3,
 	"ingest":          3,
@@ -37,9 +39,9 @@ var layers = map[string]int{
 	"internal/testutil": 2,
 }
 
-// stdlibOnly may import nothing but the standard library: the codecs and
-// the zfs bridge are usable without the rest of dmsnap.
-var stdlibOnly = map[string]bool{"cow": true, "zfs": true}
+// stdlibOnly may import nothing but the standard library: the codecs, the
+// schedule parser and the zfs bridge are usable without the rest of dmsnap.
+var stdlibOnly = map[string]bool{"cow": true, "zfs": true, "schedule": true}
 
 // rawOnly is the only package that may import golang.org/x/sys/unix or
 // unsafe: every raw syscall and pointer cast lives in one place.
