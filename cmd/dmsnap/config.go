@@ -45,6 +45,9 @@ type state struct {
 	// Transfers are the last successful ingest and replication of each
 	// origin (key: transferKey), which `dmsnap monitor` exports.
 	Transfers map[string]stateTransfer `json:"transfers,omitempty"`
+	// unknown holds the keys of a newer dmsnap, kept on rewrite
+	// (state_keys.go).
+	unknown map[string]json.RawMessage
 }
 
 // stateTransfer is one successful ZFS transfer, for the monitor's
@@ -83,6 +86,7 @@ type statePool struct {
 	// Autoextend is the pool's auto-extend policy for `dmsnap monitor`
 	// (absent: the monitor's flags); see docs/decisions.md.
 	Autoextend *monitor.Policy `json:"autoextend,omitempty"`
+	unknown    map[string]json.RawMessage
 }
 
 func (g *globalOptions) configDir() string {
