@@ -97,7 +97,7 @@ func runActivate(ctx context.Context, gopts *globalOptions, opts activateOptions
 	}
 	pools := d.Pools
 	if opts.Pool != "" {
-		fp, err := d.byName(opts.Pool)
+		fp, err := d.ByName(opts.Pool)
 		if err != nil {
 			return err
 		}
@@ -367,7 +367,7 @@ func runDeactivate(_ context.Context, gopts *globalOptions, pool string) error {
 		if err != nil {
 			return err
 		}
-		fp, err := d.byName(pool)
+		fp, err := d.ByName(pool)
 		if err != nil {
 			return err
 		}

@@ -288,27 +288,27 @@ type ingestPool struct {
 }
 
 func (p *ingestPool) OriginBytes(base string) (int64, error) {
-	s, pool := p.s, p.s.pool
-	origin := s.o.Store.Pool.Volume(base)
+	s, pool := p.s, p.s.Name
+	origin := s.Opened.Store.Pool.Volume(base)
 	if origin == nil {
 		return 0, fmt.Errorf("origin %s/%s: %w", pool, base, lvm.ErrNotFound)
 	}
 	if origin.Kind == lvm.KindSnapshotCOW {
 		return 0, usageErrorf("%s/%s is a snapshot; ingest its origin", pool, base)
 	}
-	if _, err := s.k.Info(lvm.DMName(pool, base, lvm.LayerNone)); err != nil {
+	if _, err := s.Kernel.Info(lvm.DMName(pool, base, lvm.LayerNone)); err != nil {
 		if errors.Is(err, dm.ErrNotFound) {
 			return 0, fmt.Errorf("origin %s/%s is not active (dmsnap activate %s)", pool, base, pool)
 		}
 		return 0, fmt.Errorf("ingest: %w", err)
 	}
-	return int64(s.o.Store.Pool.Sectors(origin.Extents()).Bytes()), nil
+	return int64(s.Opened.Store.Pool.Sectors(origin.Extents()).Bytes()), nil
 }
 
-func (p *ingestPool) Has(name string) bool { return p.s.o.Store.Pool.Volume(name) != nil }
+func (p *ingestPool) Has(name string) bool { return p.s.Opened.Store.Pool.Volume(name) != nil }
 
 func (p *ingestPool) COWExtents(base, cowSize string, chunkBytes int64) (uint64, error) {
-	pl := p.s.o.Store.Pool
+	pl := p.s.Opened.Store.Pool
 	size, err := parseCOWSize(cowSize, pl, pl.Volume(base))
 	if err != nil {
 		return 0, err
@@ -322,17 +322,17 @@ func (p *ingestPool) COWExtents(base, cowSize string, chunkBytes int64) (uint64,
 
 func (p *ingestPool) CreateFrozen(ctx context.Context, name, base string, cowExtents uint64, chunkBytes int64) (string, error) {
 	s := p.s
-	if _, err := lvm.CreateSnapshot(ctx, s.o.Store, s.env(p.gopts), lvm.SnapshotSpec{
+	if _, err := lvm.CreateSnapshot(ctx, s.Opened.Store, s.env(p.gopts), lvm.SnapshotSpec{
 		Name: name, Origin: base, COWExtents: lvm.ExtentCount(cowExtents), Store: dm.Persistent,
 		ChunkSize: dm.Sector(chunkBytes / 512), ReadOnly: true}); err != nil {
 		return "", fmt.Errorf("ingest: %w", err)
 	}
-	frozen := s.o.Store.Pool.Volume(name)
-	return lvm.DMUUID(s.o.Store.Pool.UUID, frozen.UUID, lvm.LayerNone), nil
+	frozen := s.Opened.Store.Pool.Volume(name)
+	return lvm.DMUUID(s.Opened.Store.Pool.UUID, frozen.UUID, lvm.LayerNone), nil
 }
 
 func (p *ingestPool) RemoveSnapshot(ctx context.Context, name string) error {
-	_, err := lvm.RemoveSnapshotDevices(ctx, p.s.o.Store, p.s.env(p.gopts), name, false)
+	_, err := lvm.RemoveSnapshotDevices(ctx, p.s.Opened.Store, p.s.env(p.gopts), name, false)
 	return err
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/dmsnap/dmsnap/dm"
 	"github.com/dmsnap/dmsnap/internal/lock"
 	"github.com/dmsnap/dmsnap/lvm"
+	"github.com/dmsnap/dmsnap/pool"
 	"github.com/urfave/cli/v2"
 )
 
@@ -106,39 +107,22 @@ func newLVCommand(gopts *globalOptions) *cli.Command {
 // before anything changes, so that a missing kernel is reported with
 // nothing done.
 type lvSession struct {
-	pool, volume string
-	lock         *lock.Lock
-	o            *openedPool
-	k            *dm.Client
-}
-
-func (s *lvSession) Close() {
-	if s.k != nil {
-		s.k.Close()
-	}
-	if s.o != nil {
-		s.o.Close()
-	}
-	s.lock.Close()
+	*pool.Session
+	volume string
 }
 
 func openLV(gopts *globalOptions, path string, kernel bool) (*lvSession, error) {
-	pool, volume, err := splitVolumePath(gopts, path)
+	name, volume, err := splitVolumePath(gopts, path)
 	if err != nil {
 		return nil, err
 	}
-	l, err := lockPool(gopts, pool, lock.Exclusive)
+	ps, err := gopts.host().Session(name, pool.SessionOptions{Mode: lock.Exclusive, Warn: gopts.warn})
 	if err != nil {
 		return nil, err
 	}
-	s := &lvSession{pool: pool, volume: volume, lock: l}
-	if s.o, err = openPool(gopts, pool, true, nil); err != nil {
-		s.Close()
-		return nil, err
-	}
-	gopts.warn(s.o.Warnings...)
+	s := &lvSession{Session: ps, volume: volume}
 	if kernel {
-		if s.k, err = dm.Open(); err != nil {
+		if s.Kernel, err = dm.Open(); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("%w (use --no-activate to change the metadata only)", err)
 		}
@@ -148,7 +132,7 @@ func openLV(gopts *globalOptions, path string, kernel bool) (*lvSession, error) 
 
 // activate brings the named volumes' devices in line with the metadata.
 func (s *lvSession) activate(ctx context.Context, volumes ...string) (map[string]string, error) {
-	a, err := attachPVs(s.o, false)
+	a, err := attachPVs(s.Opened, false)
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +140,7 @@ func (s *lvSession) activate(ctx context.Context, volumes ...string) (map[string
 	for _, v := range volumes {
 		set[v] = true
 	}
-	_, _, nodes, err := activateVolumes(ctx, s.k, s.o.Store.Pool, a.Devs, set, lvm.ActivateOptions{Plan: lvm.PlanOptions{Partial: true}})
+	_, _, nodes, err := activateVolumes(ctx, s.Kernel, s.Opened.Store.Pool, a.Devs, set, lvm.ActivateOptions{Plan: lvm.PlanOptions{Partial: true}})
 	return nodes, errors.Join(err, a.Release())
 }
 
@@ -166,23 +150,23 @@ func (s *lvSession) activate(ctx context.Context, volumes ...string) (map[string
 // Without device-mapper only the metadata is checked.
 func (s *lvSession) settle(ctx context.Context, gopts *globalOptions) error {
 	env := lvm.SnapshotEnv{}
-	if s.k != nil {
-		env.Kernel = s.k
+	if s.Kernel != nil {
+		env.Kernel = s.Kernel
 	} else if k, err := dm.Open(); err == nil {
 		defer k.Close()
 		env.Kernel = k
 	} else if !dm.Unavailable(err) {
 		return err
 	}
-	if env.Kernel != nil && len(s.o.Store.Pool.Pending) > 0 {
-		a, err := attachPVs(s.o, false)
+	if env.Kernel != nil && len(s.Opened.Store.Pool.Pending) > 0 {
+		a, err := attachPVs(s.Opened, false)
 		if err != nil {
 			return err
 		}
 		defer a.Release()
 		env.Devs = a.Devs
 	}
-	warns, err := lvm.SettleForAllocation(ctx, s.o.Store, env)
+	warns, err := lvm.SettleForAllocation(ctx, s.Opened.Store, env)
 	gopts.warn(stringsOf(warns)...)
 	return err
 }
@@ -207,7 +191,7 @@ func runLVCreate(ctx context.Context, gopts *globalOptions, opts lvOptions) erro
 	if err := s.settle(ctx, gopts); err != nil {
 		return fmt.Errorf("create %s/%s: %w", pool, volume, err)
 	}
-	p := s.o.Store.Pool
+	p := s.Opened.Store.Pool
 	n, rounded := lvm.ExtentsFor(size, p.ExtentSize)
 	next, err := p.AddVolume(volume, n)
 	if err != nil {
@@ -216,7 +200,7 @@ func runLVCreate(ctx context.Context, gopts *globalOptions, opts lvOptions) erro
 	if rounded && !gopts.Quiet {
 		fmt.Fprintf(gopts.stderr, "dmsnap: size %s rounded up to %s (%d extents of %s)\n", opts.Size, sizeOf(p, n), n, lvm.FormatSize(p.ExtentSize))
 	}
-	if err := s.o.Store.Commit(next); err != nil {
+	if err := s.Opened.Store.Commit(next); err != nil {
 		return fmt.Errorf("create %s/%s: %w", pool, volume, err)
 	}
 	return s.finish(ctx, gopts, "created volume", volume, !opts.NoActivate)
@@ -224,12 +208,12 @@ func runLVCreate(ctx context.Context, gopts *globalOptions, opts lvOptions) erro
 
 // finish activates volume if asked and prints it.
 func (s *lvSession) finish(ctx context.Context, gopts *globalOptions, verb, volume string, activate bool) error {
-	p := s.o.Store.Pool
+	p := s.Opened.Store.Pool
 	var node string
 	if activate {
 		nodes, err := s.activate(ctx, volume)
 		if err != nil {
-			return fmt.Errorf("%s %s/%s in the metadata, but activation failed (retry with `dmsnap activate %s`): %w", verb, s.pool, volume, s.pool, err)
+			return fmt.Errorf("%s %s/%s in the metadata, but activation failed (retry with `dmsnap activate %s`): %w", verb, s.Name, volume, s.Name, err)
 		}
 		node = nodes[volume]
 	}
@@ -245,7 +229,7 @@ func (s *lvSession) finish(ctx context.Context, gopts *globalOptions, verb, volu
 	if gopts.JSON {
 		return writeJSON(gopts.stdout, jv)
 	}
-	fmt.Fprintf(gopts.stdout, "%s %s/%s: %s (%d extents)", verb, s.pool, volume, sizeOf(p, v.Extents()), v.Extents())
+	fmt.Fprintf(gopts.stdout, "%s %s/%s: %s (%d extents)", verb, s.Name, volume, sizeOf(p, v.Extents()), v.Extents())
 	if activate {
 		fmt.Fprintf(gopts.stdout, ", device %s", jv.Device)
 	}
@@ -264,7 +248,7 @@ func runLVList(_ context.Context, gopts *globalOptions, pool string) error {
 		return err
 	}
 	if pool != "" {
-		fp, err := d.byName(pool)
+		fp, err := d.ByName(pool)
 		if err != nil {
 			return err
 		}
@@ -307,7 +291,7 @@ func runLVRemove(_ context.Context, gopts *globalOptions, opts lvOptions) error 
 		return err
 	}
 	defer s.Close()
-	p := s.o.Store.Pool
+	p := s.Opened.Store.Pool
 	v := p.Volume(volume)
 	next, err := p.RemoveVolume(volume)
 	if err != nil {
@@ -326,7 +310,7 @@ func runLVRemove(_ context.Context, gopts *globalOptions, opts lvOptions) error 
 	} else if !dm.Unavailable(err) {
 		return err
 	}
-	if err := s.o.Store.Commit(next); err != nil {
+	if err := s.Opened.Store.Commit(next); err != nil {
 		return fmt.Errorf("remove %s/%s: %w", pool, volume, err)
 	}
 	if gopts.JSON {
@@ -338,10 +322,10 @@ func runLVRemove(_ context.Context, gopts *globalOptions, opts lvOptions) error 
 
 // isActive reports whether the volume's top device exists.
 func (s *lvSession) isActive(v *lvm.Volume) (bool, error) {
-	if s.k == nil {
+	if s.Kernel == nil {
 		return false, nil
 	}
-	devs, err := volumeDevices(s.k, s.o.Store.Pool.UUID, v.UUID)
+	devs, err := volumeDevices(s.Kernel, s.Opened.Store.Pool.UUID, v.UUID)
 	return len(devs) > 0, err
 }
 
@@ -365,7 +349,7 @@ func runLVExtend(ctx context.Context, gopts *globalOptions, opts lvOptions) erro
 	if err := s.settle(ctx, gopts); err != nil {
 		return fmt.Errorf("extend %s/%s: %w", pool, volume, err)
 	}
-	p := s.o.Store.Pool
+	p := s.Opened.Store.Pool
 	v := p.Volume(volume)
 	if v == nil {
 		return fmt.Errorf("volume %s/%s: %w", pool, volume, lvm.ErrNotFound)
@@ -388,7 +372,7 @@ func runLVExtend(ctx context.Context, gopts *globalOptions, opts lvOptions) erro
 	if err != nil {
 		return err
 	}
-	if err := s.o.Store.Commit(next); err != nil {
+	if err := s.Opened.Store.Commit(next); err != nil {
 		return fmt.Errorf("extend %s/%s: %w", pool, volume, err)
 	}
 	return s.finish(ctx, gopts, "extended volume", volume, active)
@@ -411,7 +395,7 @@ func runLVRename(ctx context.Context, gopts *globalOptions, opts lvOptions) erro
 		return err
 	}
 	defer s.Close()
-	p := s.o.Store.Pool
+	p := s.Opened.Store.Pool
 	v := p.Volume(volume)
 	next, err := p.RenameVolume(volume, newName)
 	if err != nil {
@@ -424,11 +408,11 @@ func runLVRename(ctx context.Context, gopts *globalOptions, opts lvOptions) erro
 	if active {
 		// The new device name must be free, or the rename after the
 		// commit would fail: check before changing anything.
-		if _, err := s.k.Info(lvm.DMName(pool, newName, lvm.LayerNone)); err == nil {
+		if _, err := s.Kernel.Info(lvm.DMName(pool, newName, lvm.LayerNone)); err == nil {
 			return fmt.Errorf("rename %s/%s: device %s exists: %w", pool, volume, lvm.DMName(pool, newName, lvm.LayerNone), lvm.ErrConflict)
 		}
 	}
-	if err := s.o.Store.Commit(next); err != nil {
+	if err := s.Opened.Store.Commit(next); err != nil {
 		return fmt.Errorf("rename %s/%s: %w", pool, volume, err)
 	}
 	return s.finish(ctx, gopts, "renamed volume "+pool+"/"+volume+" to", newName, active)

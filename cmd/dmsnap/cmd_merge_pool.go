@@ -46,7 +46,7 @@ func runPoolMerge(ctx context.Context, opts mergeOptions, gopts *globalOptions, 
 	if err != nil {
 		return err
 	}
-	p := s.o.Store.Pool
+	p := s.Opened.Store.Pool
 	v := p.Volume(name)
 	if v == nil {
 		s.Close()
@@ -63,18 +63,18 @@ func runPoolMerge(ctx context.Context, opts mergeOptions, gopts *globalOptions, 
 		return fmt.Errorf("merge %s/%s: %w (dmsnap merge --watch %s/%s follows it)", pool, name, merge.ErrAlreadyMerging, pool, name)
 	}
 	if attach {
-		if _, err := lvm.MergeOf(s.k, p, name); err != nil {
+		if _, err := lvm.MergeOf(s.Kernel, p, name); err != nil {
 			s.Close()
 			return err
 		}
-		if _, err := s.k.Info(lvm.DMName(pool, p.VolumeByUUID(rec.Origin).Name, lvm.LayerNone)); err != nil {
+		if _, err := s.Kernel.Info(lvm.DMName(pool, p.VolumeByUUID(rec.Origin).Name, lvm.LayerNone)); err != nil {
 			s.Close()
 			return fmt.Errorf("merge %s/%s is recorded but its origin is not active; dmsnap activate %s resumes it: %w", pool, name, pool, merge.ErrNotMerging)
 		}
 		out.infof("re-attaching to the merge of %s/%s", pool, name)
 	} else {
 		senv := s.env(gopts)
-		res, err := lvm.StartMerge(ctx, s.o.Store, senv, name, lvm.MergeOptions{Force: opts.Force, OnStep: func(st merge.Step) {
+		res, err := lvm.StartMerge(ctx, s.Opened.Store, senv, name, lvm.MergeOptions{Force: opts.Force, OnStep: func(st merge.Step) {
 			mergeVerbosef(gopts, "merge %s/%s: %s", pool, name, st)
 		}})
 		if err != nil {
@@ -127,7 +127,7 @@ func finishPoolMerge(ctx context.Context, gopts *globalOptions, out *mergeOutput
 		return err
 	}
 	defer s.Close()
-	p := s.o.Store.Pool
+	p := s.Opened.Store.Pool
 	v := p.Volume(name)
 	if v == nil {
 		// Finished meanwhile by another dmsnap (activate).
@@ -137,7 +137,7 @@ func finishPoolMerge(ctx context.Context, gopts *globalOptions, out *mergeOutput
 	freed := p.Sectors(v.Extents())
 	rec := p.SnapshotByCOW(v.UUID)
 	origin := p.VolumeByUUID(rec.Origin).Name
-	res, err := lvm.FinishMerge(ctx, s.o.Store, s.k, name)
+	res, err := lvm.FinishMerge(ctx, s.Opened.Store, s.Kernel, name)
 	if errors.Is(err, merge.ErrMergeFailed) {
 		return fmt.Errorf("%w\nthe kernel reports \"Merge failed\" (a COW read or origin write error): the origin %s/%s stays usable "+
 			"with the part merged so far; check the kernel log, then dmsnap deactivate %s && dmsnap activate %s retries the merge "+
@@ -147,7 +147,7 @@ func finishPoolMerge(ctx context.Context, gopts *globalOptions, out *mergeOutput
 	if err != nil {
 		return err
 	}
-	np := s.o.Store.Pool
+	np := s.Opened.Store.Pool
 	fin := jsonMergeFinished{MessageType: "merge_finished", Pool: pool, Snapshot: name, Origin: origin, OriginTarget: res.OriginTarget,
 		Removed: res.Removed, SnapshotsLeft: res.SnapshotsLeft, FreedBytes: freed.Bytes(), FreeBytes: np.Sectors(np.FreeExtents()).Bytes()}
 	if fin.Removed == nil {

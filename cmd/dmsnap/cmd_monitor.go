@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/dmsnap/dmsnap/dm"
-	"github.com/dmsnap/dmsnap/internal/lock"
-	"github.com/dmsnap/dmsnap/lvm"
 	"github.com/dmsnap/dmsnap/metrics"
 	"github.com/dmsnap/dmsnap/monitor"
 	"github.com/prometheus/client_golang/prometheus"
@@ -146,7 +144,7 @@ func runMonitor(ctx context.Context, gopts *globalOptions, opts monitorOptions) 
 			events = w.C()
 		}
 	}
-	mon := &monitorRun{gopts: gopts, logf: logger.Printf}
+	mon := &monitor.PoolActions{Host: gopts.host(), Warn: gopts.warn, Logf: gopts.stepLog()}
 	reg := prometheus.NewRegistry()
 	var mn *monitor.Monitor
 	m := metrics.New(metrics.SourceFunc(func() []metrics.Snapshot { return mn.Snapshots() }))
@@ -246,59 +244,4 @@ func writeExposition(w io.Writer, g prometheus.Gatherer) error {
 		}
 	}
 	return nil
-}
-
-// monitorRun implements monitor.Actions with the code paths of `dmsnap
-// extend` and `dmsnap remove`: each call opens the pool under its
-// exclusive lock and commits the metadata.
-type monitorRun struct {
-	gopts *globalOptions
-	logf  func(string, ...any)
-}
-
-// Autoextend implements monitor.Actions.
-func (r *monitorRun) Autoextend(ctx context.Context, pool, name string, p monitor.Policy) (monitor.Step, error) {
-	s, err := openSnapSession(r.gopts, pool, lock.Exclusive)
-	if err != nil {
-		return monitor.Step{}, err
-	}
-	defer s.Close()
-	pl := s.o.Store.Pool
-	v := pl.Volume(name)
-	if v == nil || pl.SnapshotByCOW(v.UUID) == nil {
-		return monitor.Step{}, fmt.Errorf("snapshot %s/%s: %w", pool, name, lvm.ErrNotFound)
-	}
-	lines, _, err := s.k.Status(lvm.DMName(pool, name, lvm.LayerNone))
-	if err != nil {
-		return monitor.Step{}, err
-	}
-	if len(lines) != 1 {
-		return monitor.Step{}, fmt.Errorf("snapshot %s/%s: %d status lines", pool, name, len(lines))
-	}
-	st, err := dm.ParseSnapshotStatus(lines[0].Params)
-	if err != nil {
-		return monitor.Step{}, err
-	}
-	step := monitor.Step{
-		Plan:      monitor.PlanGrowth(p, st, v.Extents(), pl.ExtentSize, pl.FreeExtents()),
-		FromBytes: pl.Sectors(v.Extents()).Bytes(), FreeBytes: pl.Sectors(pl.FreeExtents()).Bytes(),
-	}
-	step.ToBytes = step.FromBytes
-	if step.Plan.Grow == 0 {
-		return step, nil
-	}
-	if _, err := lvm.ExtendSnapshot(ctx, s.o.Store, s.env(r.gopts), name, step.Plan.Grow); err != nil {
-		return step, err
-	}
-	if nv := s.o.Store.Pool.Volume(name); nv != nil {
-		step.ToBytes = s.o.Store.Pool.Sectors(nv.Extents()).Bytes()
-	}
-	return step, nil
-}
-
-// Remove implements monitor.Actions with `dmsnap remove POOL/NAME`.
-func (r *monitorRun) Remove(ctx context.Context, pool, name string) error {
-	g := *r.gopts
-	g.stdout, g.JSON = io.Discard, false
-	return runSnapRemove(ctx, &g, pool+"/"+name, false)
 }

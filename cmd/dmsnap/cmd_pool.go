@@ -277,7 +277,7 @@ func runPoolCreate(ctx context.Context, gopts *globalOptions, opts poolCreateOpt
 	if err != nil {
 		return err
 	}
-	if fp, err := d.byName(opts.Name); err != nil || fp != nil {
+	if fp, err := d.ByName(opts.Name); err != nil || fp != nil {
 		if err == nil {
 			err = fmt.Errorf("pool %s already exists (uuid %s): %w", opts.Name, fp.UUID, lvm.ErrExists)
 		}
@@ -776,10 +776,10 @@ func runPoolRemove(ctx context.Context, gopts *globalOptions, name string, force
 		return err
 	}
 	if gopts.JSON {
-		return writeJSON(gopts.stdout, map[string]any{"removed": name, "uuid": p.UUID, "kept_images": nonNil(o.images())})
+		return writeJSON(gopts.stdout, map[string]any{"removed": name, "uuid": p.UUID, "kept_images": nonNil(o.Images())})
 	}
 	fmt.Fprintf(gopts.stdout, "removed pool %s (%d PVs wiped)\n", name, len(o.Store.Disks))
-	for _, img := range o.images() {
+	for _, img := range o.Images() {
 		fmt.Fprintf(gopts.stdout, "image file kept: %s\n", img)
 	}
 	return nil
@@ -874,7 +874,7 @@ func runPoolImport(ctx context.Context, gopts *globalOptions, paths []string) er
 		}
 		o.Close()
 		gopts.warn(o.Warnings...)
-		imgs := o.images()
+		imgs := o.Images()
 		if err := rememberPool(ctx, gopts, fp.Name, fp.UUID, imgs, false); err != nil {
 			return err
 		}
@@ -930,18 +930,4 @@ func checkNotInPool(gopts *globalOptions, srcs []pvSource) error {
 		}
 	}
 	return nil
-}
-
-// sortedValues returns m's values ordered by key.
-func sortedValues(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	out := make([]string, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, m[k])
-	}
-	return out
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/dmsnap/dmsnap/dm"
 	"github.com/dmsnap/dmsnap/internal/lock"
 	"github.com/dmsnap/dmsnap/lvm"
+	"github.com/dmsnap/dmsnap/pool"
 	"github.com/urfave/cli/v2"
 )
 
@@ -81,29 +82,9 @@ func newCreateCommand(gopts *globalOptions) *cli.Command {
 }
 
 // snapSession is a pool opened for a snapshot change: locked, loaded
-// read-write, device-mapper open and PVs attached.
-type snapSession struct {
-	pool string
-	lock *lock.Lock
-	o    *openedPool
-	k    *dm.Client
-	pvs  *attachedPVs
-}
-
-func (s *snapSession) Close() {
-	if s.pvs != nil {
-		s.pvs.Release()
-	}
-	if s.k != nil {
-		s.k.Close()
-	}
-	if s.o != nil {
-		s.o.Close()
-	}
-	if s.lock != nil {
-		s.lock.Close()
-	}
-}
+// (read-write under an exclusive lock), device-mapper open and, under an
+// exclusive lock, PVs attached.
+type snapSession struct{ *pool.Session }
 
 func openSnapSession(gopts *globalOptions, pool string, mode lock.Mode) (*snapSession, error) {
 	l, err := lockPool(gopts, pool, mode)
@@ -116,38 +97,29 @@ func openSnapSession(gopts *globalOptions, pool string, mode lock.Mode) (*snapSe
 // openSnapSessionLocked is openSnapSession with the pool's lock l already
 // taken; it takes ownership of l (closed with the session, or at once on
 // error).
-func openSnapSessionLocked(gopts *globalOptions, pool string, l *lock.Lock, mode lock.Mode) (*snapSession, error) {
-	var err error
-	s := &snapSession{pool: pool, lock: l}
-	if s.o, err = openPool(gopts, pool, mode == lock.Exclusive, nil); err != nil {
-		s.Close()
+func openSnapSessionLocked(gopts *globalOptions, name string, l *lock.Lock, mode lock.Mode) (*snapSession, error) {
+	s, err := gopts.host().SessionLocked(name, l, pool.SessionOptions{
+		Mode: mode, Kernel: true, AttachPVs: mode == lock.Exclusive, Warn: gopts.warn,
+	})
+	if err != nil {
 		return nil, err
 	}
-	gopts.warn(s.o.Warnings...)
-	if s.k, err = dm.Open(); err != nil {
-		s.Close()
-		return nil, err
-	}
-	if mode == lock.Exclusive {
-		if s.pvs, err = attachPVs(s.o, false); err != nil {
-			s.Close()
-			return nil, err
-		}
-	}
-	return s, nil
+	return &snapSession{s}, nil
 }
 
 func (s *snapSession) env(gopts *globalOptions) lvm.SnapshotEnv {
-	env := lvm.SnapshotEnv{Kernel: s.k}
-	if s.pvs != nil {
-		env.Devs = s.pvs.Devs
+	s.Logf = gopts.stepLog()
+	return s.SnapshotEnv()
+}
+
+// stepLog is the log of snapshot steps for --verbose, nil without it.
+func (g *globalOptions) stepLog() func(format string, args ...any) {
+	if !g.Verbose || g.Quiet {
+		return nil
 	}
-	if gopts.Verbose && !gopts.Quiet {
-		env.Logf = func(format string, args ...any) {
-			fmt.Fprintf(gopts.stderr, "dmsnap: "+format+"\n", args...)
-		}
+	return func(format string, args ...any) {
+		fmt.Fprintf(g.stderr, "dmsnap: "+format+"\n", args...)
 	}
-	return env
 }
 
 // snapPath splits the snapshot argument: NAME, or POOL/NAME in pool.
@@ -306,7 +278,7 @@ func runCreate(ctx context.Context, gopts *globalOptions, opts snapCreateOptions
 		return err
 	}
 	defer s.Close()
-	p := s.o.Store.Pool
+	p := s.Opened.Store.Pool
 	origin := p.Volume(base)
 	if origin == nil {
 		return fmt.Errorf("origin %s/%s: %w", pool, base, lvm.ErrNotFound)
@@ -323,7 +295,7 @@ func runCreate(ctx context.Context, gopts *globalOptions, opts snapCreateOptions
 			opts.COW, lvm.FormatSize(min), lvm.FormatSize(chunk), lvm.MinSnapshotChunks)
 	}
 	if opts.DiscardZeroesCOW || opts.Store == dm.PersistentOverflow {
-		v, err := snapshotTargetVersion(s.k)
+		v, err := snapshotTargetVersion(s.Kernel)
 		if err != nil {
 			return err
 		}
@@ -339,13 +311,13 @@ func runCreate(ctx context.Context, gopts *globalOptions, opts snapCreateOptions
 		Name: name, Origin: base, COWExtents: n, Store: opts.Store, ChunkSize: chunk,
 		DiscardZeroesCOW: opts.DiscardZeroesCOW, DiscardPassdownOrigin: opts.DiscardPassdownOrigin, ReadOnly: opts.ReadOnly,
 	}
-	res, err := lvm.CreateSnapshot(ctx, s.o.Store, s.env(gopts), spec)
+	res, err := lvm.CreateSnapshot(ctx, s.Opened.Store, s.env(gopts), spec)
 	if err != nil {
 		return err
 	}
 	dev := dm.DevicePath(lvm.DMName(pool, name, lvm.LayerNone))
 	if res.Active {
-		if info, err := s.k.Info(lvm.DMName(pool, name, lvm.LayerNone)); err == nil {
+		if info, err := s.Kernel.Info(lvm.DMName(pool, name, lvm.LayerNone)); err == nil {
 			if node, err := dm.EnsureNode(ctx, info); err == nil {
 				dev = node
 			}

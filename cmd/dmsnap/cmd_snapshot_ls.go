@@ -187,7 +187,7 @@ func runSnapList(_ context.Context, gopts *globalOptions, pool, columns string) 
 	}
 	gopts.warn(d.Warnings...)
 	if pool != "" {
-		fp, err := d.byName(pool)
+		fp, err := d.ByName(pool)
 		if err != nil {
 			return err
 		}
@@ -330,17 +330,16 @@ func runSnapRemove(ctx context.Context, gopts *globalOptions, arg string, force 
 		return err
 	}
 	defer s.Close()
-	p := s.o.Store.Pool
-	v := p.Volume(name)
-	res, err := lvm.RemoveSnapshotDevices(ctx, s.o.Store, s.env(gopts), name, force)
+	s.Logf = gopts.stepLog()
+	res, err := s.RemoveSnapshot(ctx, name, force)
 	if err != nil {
 		return err
 	}
 	if gopts.JSON {
-		return writeJSON(gopts.stdout, map[string]any{"removed": pool + "/" + name, "uuid": v.UUID, "freed_bytes": p.Sectors(v.Extents()).Bytes(),
+		return writeJSON(gopts.stdout, map[string]any{"removed": pool + "/" + name, "uuid": res.UUID, "freed_bytes": res.FreedBytes,
 			"origin_suspended_seconds": res.Suspended.Seconds()})
 	}
-	fmt.Fprintf(gopts.stdout, "removed snapshot %s/%s, %s freed\n", pool, name, sizeOf(p, v.Extents()))
+	fmt.Fprintf(gopts.stdout, "removed snapshot %s/%s, %s freed\n", pool, name, res.Freed)
 	return nil
 }
 
@@ -378,7 +377,7 @@ func runSnapExtend(ctx context.Context, gopts *globalOptions, arg, size string) 
 		return err
 	}
 	defer s.Close()
-	p := s.o.Store.Pool
+	p := s.Opened.Store.Pool
 	v := p.Volume(name)
 	if v == nil || p.SnapshotByCOW(v.UUID) == nil {
 		return fmt.Errorf("snapshot %s/%s: %w", pool, name, lvm.ErrNotFound)
@@ -390,13 +389,13 @@ func runSnapExtend(ctx context.Context, gopts *globalOptions, arg, size string) 
 		}
 		n -= v.Extents()
 	}
-	res, err := lvm.ExtendSnapshot(ctx, s.o.Store, s.env(gopts), name, n)
+	res, err := lvm.ExtendSnapshot(ctx, s.Opened.Store, s.env(gopts), name, n)
 	if err != nil {
 		return err
 	}
-	nv := s.o.Store.Pool.Volume(name)
+	nv := s.Opened.Store.Pool.Volume(name)
 	if gopts.JSON {
-		return writeJSON(gopts.stdout, map[string]any{"snapshot": pool + "/" + name, "cow_bytes": s.o.Store.Pool.Sectors(nv.Extents()).Bytes(),
+		return writeJSON(gopts.stdout, map[string]any{"snapshot": pool + "/" + name, "cow_bytes": s.Opened.Store.Pool.Sectors(nv.Extents()).Bytes(),
 			"active": res.Active, "origin_suspended_seconds": res.Suspended.Seconds()})
 	}
 	fmt.Fprintf(gopts.stdout, "extended the COW of %s/%s to %s\n", pool, name, sizeOf(p, nv.Extents()))
@@ -434,7 +433,7 @@ func runSnapRename(ctx context.Context, gopts *globalOptions, arg, newArg string
 		return err
 	}
 	defer s.Close()
-	if err := lvm.RenameSnapshot(ctx, s.o.Store, s.env(gopts), name, newName); err != nil {
+	if err := lvm.RenameSnapshot(ctx, s.Opened.Store, s.env(gopts), name, newName); err != nil {
 		if errors.Is(err, lvm.ErrBadName) {
 			return usageError{err}
 		}

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dmsnap/dmsnap/ingest"
 	"github.com/dmsnap/dmsnap/zfs"
 )
 
@@ -85,7 +84,7 @@ func TestZFSPruneCrash(t *testing.T) {
 			if err := r.CreateVolume(ctx, src, size, 16<<10, true); err != nil {
 				t.Fatal(err)
 			}
-			dev, err := ingest.ZvolDevice(ctx, src, 30*time.Second)
+			dev, err := r.ZvolDevice(ctx, src, 30*time.Second)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -45,6 +45,9 @@ type state struct {
 	// Transfers are the last successful ingest and replication of each
 	// origin (key: transferKey), which `dmsnap monitor` exports.
 	Transfers map[string]stateTransfer `json:"transfers,omitempty"`
+	// unknown holds the keys of a newer dmsnap, kept on rewrite
+	// (state_keys.go).
+	unknown map[string]json.RawMessage
 }
 
 // stateTransfer is one successful ZFS transfer, for the monitor's
@@ -86,6 +89,7 @@ type statePool struct {
 	// Removing: a pool remove of this pool has wiped, or is wiping, its
 	// PVs; once none is found the entry is forgotten (settleRemoved).
 	Removing bool `json:"removing,omitempty"`
+	unknown    map[string]json.RawMessage
 }
 
 func (g *globalOptions) configDir() string {

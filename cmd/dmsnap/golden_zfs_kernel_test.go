@@ -11,12 +11,12 @@ import (
 	"testing"
 )
 
-var updateGolden = flag.Bool("update", false, "rewrite testdata/golden-zfs/*.txt from the ZFS-tier golden tests (inside the VM only)")
+var updateGoldenZFS = flag.Bool("update-golden-zfs", false, "rewrite testdata/golden-zfs/*.txt from the ZFS-tier golden tests (inside the VM only)")
 
-// goldenVariable matches the fields of ingest, replicate and zfs ls
+// goldenVariableZFS matches the fields of ingest, replicate and zfs ls
 // output that differ from run to run: times in snapshot names and
 // creation columns, GUIDs, transaction groups, durations and rates.
-var goldenVariable = []struct {
+var goldenVariableZFS = []struct {
 	re   *regexp.Regexp
 	with string
 }{
@@ -31,16 +31,16 @@ var goldenVariable = []struct {
 // run to run (their width moves the other columns).
 var goldenColumns = map[string]bool{"GUID": true, "CREATETXG": true, "CREATION": true}
 
-// normaliseGolden replaces the per-run names (pool, zpool, temporary
+// normaliseGoldenZFS replaces the per-run names (pool, zpool, temporary
 // directory) and the variable fields. In a table (a header line of
 // upper-case words), the cells of goldenColumns become <VAR> and the
 // padding between cells two spaces: the widths of variable cells move
 // the columns.
-func normaliseGolden(s string, names map[string]string) string {
+func normaliseGoldenZFS(s string, names map[string]string) string {
 	for from, to := range names {
 		s = strings.ReplaceAll(s, from, to)
 	}
-	for _, v := range goldenVariable {
+	for _, v := range goldenVariableZFS {
 		s = v.re.ReplaceAllString(s, v.with)
 	}
 	lines := strings.SplitAfter(s, "\n")
@@ -78,13 +78,13 @@ func messages(stderr string) string {
 }
 
 // checkGolden compares got with testdata/golden-zfs/name.txt, or writes
-// it with -update (inside the VM only).
+// it with -update-golden-zfs (inside the VM only).
 func checkGolden(t *testing.T, name, got string) {
 	t.Helper()
 	path := filepath.Join("testdata", "golden-zfs", name+".txt")
-	if *updateGolden {
+	if *updateGoldenZFS {
 		if os.Getenv("DMSNAP_IN_VM") != "1" {
-			t.Fatal("-update only inside the test VM")
+			t.Fatal("-update-golden-zfs only inside the test VM")
 		}
 		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
 			t.Fatal(err)
@@ -93,7 +93,7 @@ func checkGolden(t *testing.T, name, got string) {
 	}
 	want, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("%v (regenerate with -update in the VM)", err)
+		t.Fatalf("%v (regenerate with -update-golden-zfs in the VM)", err)
 	}
 	if string(want) != got {
 		t.Errorf("%s differs from %s:\n--- got\n%s--- want\n%s", name, path, got, want)
@@ -117,7 +117,7 @@ func TestGoldenZFSOutput(t *testing.T) {
 		t.Helper()
 		stdout, stderr := f.e.runOK(args...)
 		t.Logf("%s raw stdout:\n%s", name, stdout)
-		checkGolden(t, name, normaliseGolden(stdout+messages(stderr), names))
+		checkGolden(t, name, normaliseGoldenZFS(stdout+messages(stderr), names))
 	}
 	write := func() {
 		t.Helper()

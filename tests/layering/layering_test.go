@@ -34,6 +34,7 @@ var layers = map[string]int{
 	"lvm":                3,
 	"ingest":             3,
 	"replicate":          3,
+	"pool":               4,
 	"metrics":            4,
 	"restore":            4,
 	"monitor":            5,
