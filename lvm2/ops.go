@@ -258,4 +258,3 @@ func checkFree(v VG, needBytes uint64) error {
 		ErrNoSpace, v.Name, needBytes, need, need*v.ExtentBytes, v.FreeExtents, v.FreeExtents*v.ExtentBytes,
 		need-v.FreeExtents, (need-v.FreeExtents)*v.ExtentBytes)
 }
-
