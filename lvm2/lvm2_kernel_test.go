@@ -265,6 +265,7 @@ func TestKernelLVM2Lifecycle(t *testing.T) {
 		want = append(want, cow.Chunk(off/8192))
 	}
 	cur = g.lv("cur")
+	g.record("lvm2-2.03.16-lvs-a.json", "lvs", append(append([]string{}, reportArgs...), "-a", "-o", lvFields, g.name)...)
 	g.record("lvm2-2.03.16-lvs.json", "lvs", append(append([]string{}, reportArgs...), "-o", lvFields, g.name)...)
 	g.record("lvm2-2.03.16-vgs.json", "vgs", append(append([]string{}, reportArgs...), "-o", vgFields, g.name)...)
 
@@ -321,25 +322,46 @@ func TestKernelLVM2Lifecycle(t *testing.T) {
 		t.Errorf("untagged snapshot changed: %+v", lv)
 	}
 
-	// No free extents.
-	if _, err := g.r.CreateSnapshot(ctx, g.path("origin"), SnapshotOptions{Name: "big", COWBytes: 1024 * mib}); !errors.Is(err, ErrNoSpace) || !strings.Contains(err.Error(), "needed") {
+	// No free extents: a filler LV takes all but one extent. (A COW
+	// larger than the origin can use is reduced by LVM2, so the request
+	// is capped before the check: 1 GiB of this origin needs 17 extents.)
+	vg, err := g.r.VG(ctx, g.name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.lvm("lvcreate", "-y", "-Zn", "-n", "filler", "-l", fmt.Sprint(vg.FreeExtents-1), g.name)
+	_, err = g.r.CreateSnapshot(ctx, g.path("origin"), SnapshotOptions{Name: "big", COWBytes: 1024 * mib})
+	if !errors.Is(err, ErrNoSpace) || !strings.Contains(err.Error(), "needs 17 extents") || !strings.Contains(err.Error(), "16 more extents (67108864 bytes) needed") {
 		t.Errorf("CreateSnapshot of 1 GiB: %v, want ErrNoSpace with the amount needed", err)
 	} else {
 		t.Log(err)
 	}
-	_, _, err = g.r.Run(ctx, "lvcreate", []string{"-y", "-s", "-n", "big", "-L", "1g", g.name + "/origin"}, "")
+	_, _, err = g.r.Run(ctx, "lvcreate", []string{"-y", "-s", "-n", "big", "-L", "8m", g.name + "/origin"}, "")
 	if !errors.Is(err, ErrNoSpace) {
-		t.Errorf("lvcreate of 1 GiB: %v, want ErrNoSpace", err)
+		t.Errorf("lvcreate of 8 MiB with one extent free: %v, want ErrNoSpace", err)
+	} else {
+		t.Log(err)
 	}
+	if err := g.r.Extend(ctx, g.path("cur2"), 8*mib, false); !errors.Is(err, ErrNoSpace) {
+		t.Errorf("Extend by 8 MiB with one extent free: %v, want ErrNoSpace", err)
+	}
+	g.lvm("lvremove", "-y", g.name+"/filler")
 	_, _, err = g.r.Run(ctx, "lvcreate", []string{"-y", "-s", "-n", "other", "-L", "4m", g.name + "/origin"}, "")
 	if !errors.Is(err, ErrExists) {
 		t.Errorf("lvcreate of an existing name: %v, want ErrExists", err)
+	} else {
+		t.Log(err)
+	}
+	if _, _, err := g.r.Run(ctx, "lvs", []string{g.name + "/nosuch"}, ""); !errors.Is(err, ErrNotFound) {
+		t.Errorf("lvs of a missing LV: %v, want ErrNotFound", err)
 	}
 	if _, err := g.r.LV(ctx, g.path("nosuch")); !errors.Is(err, ErrNotFound) {
 		t.Errorf("LV of a missing LV: %v, want ErrNotFound", err)
 	}
 	if _, err := g.r.VG(ctx, "nosuchvg"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("VG of a missing VG: %v, want ErrNotFound", err)
+	} else {
+		t.Log(err)
 	}
 	if err := g.r.Remove(ctx, g.path("other"), true); err != nil {
 		t.Fatal(err)
@@ -380,9 +402,9 @@ func TestKernelLVM2Lifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { hold.Close() }) // a no-op error once closed below
 	res, err = g.r.Merge(ctx, g.path("cur3"), false)
 	if err != nil {
-		hold.Close()
 		t.Fatal(err)
 	}
 	t.Logf("deferred merge: %q", res.Output)
@@ -395,7 +417,7 @@ func TestKernelLVM2Lifecycle(t *testing.T) {
 	if lv := g.lv("origin"); !lv.Merging() {
 		t.Errorf("deferred merge: origin lv_attr %s, want merging", lv.Attr)
 	}
-	g.record("lvm2-2.03.16-lvs-merging.json", "lvs", append(append([]string{}, reportArgs...), "-o", lvFields, g.name)...)
+	g.record("lvm2-2.03.16-lvs-a-merging.json", "lvs", append(append([]string{}, reportArgs...), "-a", "-o", lvFields, g.name)...)
 	if _, err := g.r.Merge(ctx, g.path("cur3"), false); !errors.Is(err, ErrMerging) {
 		t.Errorf("second Merge: %v, want ErrMerging", err)
 	}

@@ -98,6 +98,7 @@ func (r *Runner) CreateSnapshot(ctx context.Context, origin Path, o SnapshotOpti
 	if o.COWExtents > 0 {
 		need = o.COWExtents * lv.ExtentBytes
 	}
+	need = min(need, cowMaxBytes(lv.SizeBytes, o.ChunkBytes))
 	if err := r.CheckFree(ctx, origin.VG, need); err != nil {
 		return LV{}, err
 	}
@@ -105,6 +106,26 @@ func (r *Runner) CreateSnapshot(ctx context.Context, origin Path, o SnapshotOpti
 		return LV{}, err
 	}
 	return r.LV(ctx, Path{VG: origin.VG, LV: o.Name})
+}
+
+// defaultChunkBytes is lvcreate's snapshot chunk size when none is given
+// (lvm.conf allocation/snapshot_chunk_size... is not read: 4 KiB is
+// LVM2's built-in default).
+const defaultChunkBytes = 4096
+
+// cowMaxBytes is the largest COW a snapshot of an origin of originBytes
+// can use: LVM2 reduces a larger request to it (lib/metadata/snapshot_manip.c
+// _cow_max_size): a header chunk, one chunk per origin chunk, and the
+// metadata chunks indexing them, each holding chunk/16 exceptions, plus a
+// terminator when they fill the last area exactly.
+func cowMaxBytes(originBytes, chunkBytes uint64) uint64 {
+	if chunkBytes == 0 {
+		chunkBytes = defaultChunkBytes
+	}
+	originChunks := (originBytes + chunkBytes - 1) / chunkBytes
+	perArea := chunkBytes / 16
+	metadataChunks := (originChunks + perArea) / perArea
+	return (1 + metadataChunks + originChunks) * chunkBytes
 }
 
 func checkSegType(lv LV) error {

@@ -100,8 +100,7 @@ func TestSnapshotArgs(t *testing.T) {
 func TestCreateSnapshot(t *testing.T) {
 	ctx := context.Background()
 	f := &fakeExec{results: []fakeResult{
-		{prefix: "lvs --reportformat json --units b --nosuffix -o " + lvFields + " vg0/origin", stdout: lvsJSON(t, nil)},
-		{prefix: "lvs --reportformat json --units b --nosuffix -o " + lvFields + " vg0/cur", stdout: lvsJSON(t, snapRow)},
+		{prefix: "lvs --reportformat json --units b --nosuffix -a -o " + lvFields + " vg0", stdout: lvsJSON(t, nil, snapRow)},
 		{prefix: "vgs", stdout: vgsJSON(3)},
 		{prefix: "lvcreate"},
 	}}
@@ -179,6 +178,23 @@ func TestOwnership(t *testing.T) {
 	// Not a snapshot at all.
 	if err := CheckOwned(LV{VG: "vg0", Name: "origin", Attr: "owi-a-s---", Tags: []string{CursorTag}}, true); !errors.Is(err, ErrUnsupported) {
 		t.Errorf("CheckOwned of an origin: %v", err)
+	}
+}
+
+func TestCOWMaxBytes(t *testing.T) {
+	// lvcreate -s -L 1g of a 64 MiB origin (4 KiB chunks) reduces the COW
+	// to 17 extents of 4 MiB (68 MiB): 16384 data, 65 metadata and one
+	// header chunk fit in 16.06 extents.
+	if got, want := cowMaxBytes(64<<20, 0), uint64(1+65+16384)*4096; got != want {
+		t.Errorf("cowMaxBytes(64 MiB, 4 KiB) = %d, want %d", got, want)
+	}
+	// 8 KiB chunks: 8192 data chunks, 512 exceptions per area: 17 metadata.
+	if got, want := cowMaxBytes(64<<20, 8192), uint64(1+17+8192)*8192; got != want {
+		t.Errorf("cowMaxBytes(64 MiB, 8 KiB) = %d, want %d", got, want)
+	}
+	// Exactly full last area: one more metadata chunk as terminator.
+	if got, want := cowMaxBytes(256*4096, 4096), uint64(1+2+256)*4096; got != want {
+		t.Errorf("cowMaxBytes(256 chunks) = %d, want %d", got, want)
 	}
 }
 

@@ -23,6 +23,7 @@ var layers = map[string]int{
 	"internal/lock": 0,
 	"cow":           0,
 	"zfs":           0,
+	"lvm2":          0,
 	"internal/loop": 1,
 	"dm":            1,
 	"merge":         2,
@@ -36,8 +37,8 @@ var layers = map[string]int{
 }
 
 // stdlibOnly may import nothing but the standard library: the codecs and
-// the zfs bridge are usable without the rest of dmsnap.
-var stdlibOnly = map[string]bool{"cow": true, "zfs": true}
+// the zfs and lvm2 bridges are usable without the rest of dmsnap.
+var stdlibOnly = map[string]bool{"cow": true, "zfs": true, "lvm2": true}
 
 // rawOnly is the only package that may import golang.org/x/sys/unix or
 // unsafe: every raw syscall and pointer cast lives in one place.
