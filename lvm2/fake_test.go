@@ -46,4 +46,3 @@ func (f *fakeExec) commands() []string {
 	}
 	return c
 }
-
