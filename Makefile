@@ -14,7 +14,7 @@ STATICCHECK_VERSION ?= v0.8.2
 KERNELS     ?= bookworm backports
 VM_TIMEOUT  ?= 1800s
 # Packages whose tests touch the kernel; the VM runs only these.
-KERNEL_PKGS ?= ./dm/ ./internal/sys/ ./internal/loop/ ./cow/ ./merge/ ./cmd/dmsnap/
+KERNEL_PKGS ?= ./dm/ ./internal/sys/ ./internal/loop/ ./cow/ ./merge/ ./lvm2/ ./cmd/dmsnap/
 
 # Tools the guest takes from .cache/ (vmrun --tools), never from the host.
 VM_TOOLS    ?= lvm2

@@ -206,7 +206,7 @@ func ParseLVs(b []byte) ([]LV, error) {
 	if err != nil {
 		return nil, err
 	}
-	var lvs []LV
+	lvs := []LV{}
 	seen := map[string]bool{}
 	for _, row := range rows {
 		f := fieldReader{row: row}
