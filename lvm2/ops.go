@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 )
 
 // CursorTag is the LVM2 tag on every snapshot dmsnap makes (lvs shows it
@@ -242,9 +243,11 @@ func (r *Runner) Merge(ctx context.Context, p Path, allowUntagged bool) (MergeRe
 	return res, nil
 }
 
-// Reactivate deactivates and activates p (lvchange -an, -ay), which starts
-// a deferred merge into p, then polls it to completion in the foreground
-// (lvconvert --startpoll). The origin must be closed.
+// Reactivate deactivates and activates p (lvchange -an, -ay --poll n),
+// which starts a deferred merge into p, then has LVM2 finish it
+// (lvconvert --startpoll; it takes no --interval, verified in the VM
+// tier) and waits, checking lvs every second until ctx ends, for p to
+// stop merging. The origin must be closed.
 func (r *Runner) Reactivate(ctx context.Context, p Path) error {
 	if _, _, err := r.Run(ctx, "lvchange", []string{"--activate", "n", p.String()}, p.String()); err != nil {
 		return err
@@ -252,8 +255,24 @@ func (r *Runner) Reactivate(ctx context.Context, p Path) error {
 	if _, _, err := r.Run(ctx, "lvchange", []string{"--activate", "y", "--poll", "n", p.String()}, p.String()); err != nil {
 		return err
 	}
-	_, _, err := r.Run(ctx, "lvconvert", []string{"--startpoll", "--interval", "1", p.String()}, p.String())
-	return err
+	lv, err := r.LV(ctx, p)
+	if err != nil || !lv.Merging() {
+		return err
+	}
+	if _, _, err := r.Run(ctx, "lvconvert", []string{"--startpoll", p.String()}, p.String()); err != nil {
+		return err
+	}
+	for {
+		lv, err := r.LV(ctx, p)
+		if err != nil || !lv.Merging() {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("reactivate %s: merge still running: %w", p, ctx.Err())
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // CheckFree returns nil if volume group vg has free extents for a COW of
