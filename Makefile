@@ -13,15 +13,13 @@ STATICCHECK_VERSION ?= v0.8.2
 # Kernels of the real-kernel tier: bookworm's 6.1 and bookworm-backports' 6.12.
 KERNELS     ?= bookworm backports
 VM_TIMEOUT  ?= 1800s
-# Packages whose tests touch the kernel; the VM runs only these.
-KERNEL_PKGS ?= ./dm/ ./internal/sys/ ./internal/loop/ ./cow/ ./merge/ ./lvm2/ ./cmd/dmsnap/
 
 # Tools the guest takes from .cache/ (vmrun --tools), never from the host.
 VM_TOOLS    ?= lvm2
 ZFS_TOOLS   ?= zfs,lvm2
 ZFS         ?= 1
 
-.PHONY: all build deps vmrun test test-unit test-vm test-zfs test-tools torture demo lint bench fuzz clean
+.PHONY: all build deps vmrun test test-all test-unit test-vm test-zfs test-tools vm-ready zfs-ready torture demo lint bench fuzz clean
 
 all: build
 
@@ -34,38 +32,95 @@ deps:
 vmrun:
 	$(GO) build -o $(VMRUN) ./tests/vmrun
 
-test: deps lint test-unit test-tools test-vm test-zfs
+# `make test` runs every tier as independent jobs, VM_PAR at a time (one QEMU
+# per VM job, each about one core under TCG): lint and the host tests overlap
+# the download and module build of test-tools, and the kernel-tier and ZFS
+# jobs run longest first, with cmd/dmsnap's suites split into shards
+# (scripts/shard.sh) so no single VM decides the wall time.
+VM_PAR      ?= $(shell nproc)
+CMD_SHARDS  ?= 4
+ZFS_SHARDS  ?= 2
+shards       = $(shell seq 1 $(1))
+# Packages with kernel tests are those with a *_kernel_test.go file; those
+# whose kernel tests name DMSNAP_ZFS_TIER run whole in the ZFS tier instead.
+# cmd/dmsnap is sharded and tests/ drive the VM from the host, so both are
+# jobs of their own.
+KERNEL_TESTS := $(wildcard */*_kernel_test.go */*/*_kernel_test.go)
+dirs_of      = $(filter-out cmd/dmsnap tests/%,$(patsubst %/,%,$(sort $(dir $(1)))))
+ZFS_DIRS    := $(call dirs_of,$(shell grep -l DMSNAP_ZFS_TIER $(KERNEL_TESTS) /dev/null))
+KERNEL_DIRS := $(filter-out $(ZFS_DIRS),$(call dirs_of,$(KERNEL_TESTS)))
+job          = $(subst /,+,$(1))
+
+VM_JOBS  := $(foreach k,$(KERNELS),$(foreach i,$(call shards,$(CMD_SHARDS)),vm-cmd-$(k)-$(i))) \
+	vm-torture $(foreach k,$(KERNELS),vm-loopback-$(k)) \
+	$(foreach k,$(KERNELS),$(foreach d,$(KERNEL_DIRS),vm-pkg.$(k).$(call job,$(d)))) vm-runner
+ZFS_JOBS := $(foreach i,$(call shards,$(ZFS_SHARDS)),zfs-cmd-$(i)) $(foreach d,$(ZFS_DIRS),zfs-pkg.$(call job,$(d)))
+
+test: deps
+	$(MAKE) --no-print-directory -j$(VM_PAR) --output-sync=target test-all
+
+# Kernels and LVM2 first (downloads), then test-tools' module build beside
+# lint, the host tests and the first kernel-tier jobs.
+test-all: $(foreach k,$(KERNELS),vm-setup-$(k)) test-tools lint test-unit $(VM_JOBS) $(ZFS_JOBS)
 
 # Before the tiers: prepare the tools (a fresh machine downloads and builds
 # them here) and prove that the guest runs zfs, zpool and lvm from .cache/.
-test-tools: vmrun
+test-tools: vmrun $(foreach k,$(KERNELS),vm-setup-$(k))
 	$(VMRUN) --kernel bookworm --tools $(ZFS_TOOLS) --setup
 	DMSNAP_VM_TESTS=1 $(GO) test -count=1 -run 'TestGuestToolsFromCache' ./tests/vmrun/
 
 test-unit:
 	$(GO) test -count=1 ./...
 
-# One VM boot per package and kernel; `go test -p 2` runs two at once.
+# Kernels other than test-tools' are fetched while the module builds.
+vm-setup-%: vmrun
+	$(VMRUN) --kernel $* --tools $(VM_TOOLS) --setup >/dev/null
+
+vm-ready: build $(foreach k,$(KERNELS),vm-setup-$(k))
+zfs-ready: vm-ready test-tools
+
 test-vm: vmrun build
-	@set -e; for k in $(KERNELS); do \
-		echo "== kernel tier: $$k"; \
-		$(VMRUN) --kernel $$k --tools $(VM_TOOLS) --setup >/dev/null; \
-		$(GO) test -count=1 -timeout 40m -exec "$(VMRUN) --kernel $$k --tools $(VM_TOOLS) --timeout $(VM_TIMEOUT)" $(KERNEL_PKGS); \
-	done
+	$(MAKE) --no-print-directory -j$(VM_PAR) --output-sync=target $(VM_JOBS)
+
+# One VM boot per job.
+vm-cmd-%: vm-ready
+	@set -e; k=$(word 1,$(subst -, ,$*)); i=$(word 2,$(subst -, ,$*)); \
+	run=$$(GO=$(GO) bash scripts/shard.sh ./cmd/dmsnap/ $$i $(CMD_SHARDS)); \
+	echo "== kernel tier $$k: cmd/dmsnap shard $$i/$(CMD_SHARDS)"; \
+	$(GO) test -count=1 -timeout 40m -exec "$(VMRUN) --kernel $$k --tools $(VM_TOOLS) --timeout $(VM_TIMEOUT)" -run "$$run" ./cmd/dmsnap/
+
+# vm-pkg.<kernel>.<dir with / as +>, e.g. vm-pkg.backports.internal+loop
+vm-pkg.%: vm-ready
+	@set -e; k=$(word 1,$(subst ., ,$*)); p=./$(subst +,/,$(word 2,$(subst ., ,$*)))/; \
+	echo "== kernel tier $$k: $$p"; \
+	$(GO) test -count=1 -timeout 40m -exec "$(VMRUN) --kernel $$k --tools $(VM_TOOLS) --timeout $(VM_TIMEOUT)" $$p
+
+vm-runner: zfs-ready
 	DMSNAP_VM_TESTS=1 $(GO) test -count=1 ./tests/vmrun/
+
+vm-torture: vm-ready
 	DMSNAP_VM_TESTS=1 DMSNAP_TORTURE_ITERATIONS=20 $(GO) test -count=1 -timeout 40m -run '^TestTorture$$' ./tests/torture/
-	@set -e; for k in $(KERNELS); do \
-		DMSNAP_VM_KERNEL=$$k DMSNAP_VM_TESTS=1 $(GO) test -count=1 -timeout 40m ./tests/loopback/; \
-	done
+
+vm-loopback-%: vm-ready
+	DMSNAP_VM_KERNEL=$* DMSNAP_VM_TESTS=1 $(GO) test -count=1 -timeout 40m ./tests/loopback/
 
 # Real OpenZFS 2.3 (bookworm-backports' userland unpacked under .cache/vm/tools/,
 # the module built from zfs-dkms's source for the VM kernel under
 # .cache/vm/zfs/<release>-<version>/) in the VM on the 6.1 kernel: the zfs
 # package, ingest and replicate against real zfs(8). The first build costs
 # ~7 min; see docs/testing.md.
-test-zfs: vmrun
-	$(VMRUN) --kernel bookworm --tools $(ZFS_TOOLS) --setup >/dev/null
-	$(GO) test -count=1 -timeout 40m -exec "$(VMRUN) --kernel bookworm --tools $(ZFS_TOOLS) --timeout $(VM_TIMEOUT) --env DMSNAP_ZFS_TIER=1" -run ZFS -v ./zfs/ ./cmd/dmsnap/
+ZFS_EXEC = $(VMRUN) --kernel bookworm --tools $(ZFS_TOOLS) --timeout $(VM_TIMEOUT) --env DMSNAP_ZFS_TIER=1
+
+test-zfs: vmrun build
+	$(MAKE) --no-print-directory -j$(VM_PAR) --output-sync=target $(ZFS_JOBS)
+
+zfs-cmd-%: zfs-ready
+	@set -e; run=$$(GO=$(GO) bash scripts/shard.sh ./cmd/dmsnap/ $* $(ZFS_SHARDS) ZFS); \
+	echo "== ZFS tier: cmd/dmsnap shard $*/$(ZFS_SHARDS)"; \
+	$(GO) test -count=1 -timeout 40m -exec "$(ZFS_EXEC)" -run "$$run" -v ./cmd/dmsnap/
+
+zfs-pkg.%: zfs-ready
+	$(GO) test -count=1 -timeout 40m -exec "$(ZFS_EXEC)" -v ./$(subst +,/,$*)/
 
 # ZFS=0 skips the ZFS part.
 demo: deps build vmrun
@@ -81,7 +136,7 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 fuzz:
-	@for p in ./dm/ ./cow/ ./lvm/ ./zfs/; do \
+	@for p in ./dm/ ./cow/ ./lvm/ ./zfs/ ./retention/ ./schedule/; do \
 		for f in $$($(GO) test -list '^Fuzz' $$p | grep ^Fuzz); do \
 			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 30s $$p || exit 1; \
 		done; \

@@ -436,3 +436,67 @@ func TestZFSReal(t *testing.T) {
 	_, err = r.SendEstimate(ctx, Send{ResumeToken: m["receive_resume_token"]})
 	captureErr(t, "stderr-send-t-gone.txt", err, ErrResumeTokenInvalid)
 }
+
+// TestZFSCommitSnapshots runs the commit channel program against the real
+// zfs: snapshots, their properties and bookmarks appear together, and a
+// commit that fails at any check leaves nothing behind.
+func TestZFSCommitSnapshots(t *testing.T) {
+	r := requireZFS(t)
+	ctx := context.Background()
+	scratchPool(t, r, "cp", 128<<20)
+	for _, v := range []string{"cp/a", "cp/b"} {
+		if err := r.CreateVolume(ctx, v, 8<<20, 16<<10, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	props := map[string]string{"dmsnap:origin": "vg0/db", "dmsnap:seq": "1"}
+	err := r.CommitSnapshots(ctx,
+		SnapshotSet{Snapshot: "cp/a@s1", Bookmark: "cp/a#s1", Props: props},
+		SnapshotSet{Snapshot: "cp/b@s1", Bookmark: "cp/b#s1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.Get(ctx, "cp/a@s1", "dmsnap:origin", "dmsnap:seq", "guid", "createtxg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["dmsnap:origin"] != "vg0/db" || got["dmsnap:seq"] != "1" {
+		t.Errorf("properties of cp/a@s1: %v", got)
+	}
+	bm, err := r.Get(ctx, "cp/a#s1", "guid", "createtxg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bm["guid"] != got["guid"] || bm["createtxg"] != got["createtxg"] {
+		t.Errorf("bookmark %v is not of snapshot %v", bm, got)
+	}
+	b, err := r.Get(ctx, "cp/b@s1", "createtxg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b["createtxg"] != got["createtxg"] {
+		t.Errorf("cp/a@s1 in txg %s, cp/b@s1 in txg %s: not one transaction group", got["createtxg"], b["createtxg"])
+	}
+
+	// Each failure: the second set's snapshot exists, or its bookmark does;
+	// the first set's snapshot must not appear either.
+	for name, tt := range map[string]struct {
+		sets []SnapshotSet
+		want error
+	}{
+		"snapshot exists": {[]SnapshotSet{{Snapshot: "cp/a@s2", Props: props}, {Snapshot: "cp/b@s1"}}, ErrExists},
+		"bookmark exists": {[]SnapshotSet{{Snapshot: "cp/a@s2", Props: props}, {Snapshot: "cp/b@s2", Bookmark: "cp/b#s1"}}, ErrExists},
+		"no such dataset": {[]SnapshotSet{{Snapshot: "cp/a@s2"}, {Snapshot: "cp/nothere@s2"}}, ErrDatasetNotFound},
+	} {
+		err := r.CommitSnapshots(ctx, tt.sets...)
+		if !errors.Is(err, tt.want) {
+			t.Errorf("%s: got %v, want %v", name, err, tt.want)
+		}
+		t.Logf("%s: %v", name, err)
+		for _, s := range []string{"cp/a@s2", "cp/b@s2"} {
+			if _, err := r.Get(ctx, s, "guid"); err == nil {
+				t.Errorf("%s: %s exists after a failed commit", name, s)
+			}
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/dmsnap/dmsnap/dm"
+	"github.com/dmsnap/dmsnap/internal/report"
 	"github.com/urfave/cli/v2"
 )
 
@@ -50,12 +51,13 @@ func newDMCommandWith(gopts *globalOptions, open dmOpener) *cli.Command {
 			{
 				Name:        "ls",
 				Usage:       "list device-mapper devices with their targets",
-				Description: "Read-only.\n\n" + exitStatusHelp,
+				Description: "Columns (-o): " + columnNames(dmColumns) + ". Read-only.\n\n" + exitStatusHelp,
+				Flags:       reportFlags(),
 				Action: func(c *cli.Context) error {
 					if c.Args().Present() {
 						return usageErrorf("dm ls takes no arguments, got %q", c.Args().First())
 					}
-					return runDMList(c.Context, open, gopts)
+					return runDMList(c.Context, open, gopts, reportOptions(c))
 				},
 			},
 			{
@@ -115,7 +117,25 @@ type jsonDevice struct {
 	Targets   []jsonTarget `json:"targets"`
 }
 
-func runDMList(_ context.Context, open dmOpener, gopts *globalOptions) error {
+// dmColumns are dm ls's columns; JSON encodes each device whole.
+var dmColumns = []report.Column{
+	{Name: "name", Header: "NAME", Default: true},
+	{Name: "dev", Header: "DEV", Default: true},
+	{Name: "open", Header: "OPEN", Kind: report.Count, Default: true},
+	{Name: "state", Header: "STATE", Default: true},
+	{Name: "size", Header: "SIZE", Kind: report.Size, Default: true},
+	{Name: "targets", Header: "TARGETS", Default: true},
+	{Name: "uuid", Header: "UUID", Default: true},
+	{Name: "event_nr", Header: "EVENT", Kind: report.Count},
+	{Name: "read_only", Header: "RO"},
+	{Name: "inactive", Header: "INACTIVE"},
+}
+
+func runDMList(_ context.Context, open dmOpener, gopts *globalOptions, ro report.Options) error {
+	r := report.New(dmColumns...)
+	if err := r.Check(ro); err != nil {
+		return usageError{err}
+	}
 	c, err := open()
 	if err != nil {
 		return err
@@ -137,11 +157,6 @@ func runDMList(_ context.Context, open dmOpener, gopts *globalOptions) error {
 		}
 		devs = append(devs, d)
 	}
-	if gopts.JSON {
-		return writeJSON(gopts.stdout, devs)
-	}
-	tw := tabwriter.NewWriter(gopts.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tDEV\tOPEN\tSTATE\tSIZE\tTARGETS\tUUID")
 	for _, d := range devs {
 		var types []string
 		var size dm.Sector
@@ -149,10 +164,10 @@ func runDMList(_ context.Context, open dmOpener, gopts *globalOptions) error {
 			types = append(types, t.Type)
 			size += t.Length
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", d.Name, d.Dev, d.OpenCount, deviceState(d),
-			humanBytes(size.Bytes()), strings.Join(types, ","), dashIfEmpty(d.UUID))
+		r.AddObject(d, d.Name, d.Dev, int64(d.OpenCount), deviceState(d), size.Bytes(),
+			strings.Join(types, ","), dashIfEmpty(d.UUID), int64(d.EventNr), yesNo(&d.ReadOnly), yesNo(&d.Inactive))
 	}
-	return tw.Flush()
+	return writeReport(gopts, r, ro, "dmsnap dm ls")
 }
 
 func deviceState(d jsonDevice) string {

@@ -201,3 +201,30 @@ func TestInterruptedExitCode(t *testing.T) {
 		t.Errorf("exit %d without a signal, want %d", code, exitUsage)
 	}
 }
+
+func TestDMListReport(t *testing.T) {
+	open := fakeOpener(newFakeDM(t))
+	code, out, errOut := runWith(t, open, "dm", "ls", "-S", "state=invalid", "-o", "name,size", "--units", "s", "--noheadings", "--separator", ":")
+	if code != 0 || out != "vg0-old:131072s\n" {
+		t.Errorf("exit %d, out %q, stderr %q", code, out, errOut)
+	}
+	code, out, _ = runWith(t, open, "--json", "dm", "ls", "-O", "-name", "-S", "name=~^vg0-")
+	var env struct {
+		OutputVersion struct {
+			Format string `json:"format"`
+			Major  int    `json:"vers_major"`
+		} `json:"output_version"`
+		Report []jsonDevice `json:"report"`
+	}
+	if err := json.Unmarshal([]byte(out), &env); code != 0 || err != nil {
+		t.Fatalf("exit %d, %v:\n%s", code, err, out)
+	}
+	if env.OutputVersion.Format != "dmsnap dm ls" || env.OutputVersion.Major != 1 || len(env.Report) < 2 ||
+		env.Report[0].Name < env.Report[1].Name || len(env.Report[0].Targets) == 0 {
+		t.Errorf("envelope %+v", env)
+	}
+	code, out, errOut = runWith(t, open, "dm", "ls", "-o", "name,bogus")
+	if code != exitUsage || out != "" || !strings.Contains(errOut, `-o: unknown column "bogus"; columns: name, dev`) {
+		t.Errorf("bad column: exit %d, out %q, stderr %q", code, out, errOut)
+	}
+}
