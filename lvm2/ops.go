@@ -99,8 +99,12 @@ func (r *Runner) CreateSnapshot(ctx context.Context, origin Path, o SnapshotOpti
 	if o.COWExtents > 0 {
 		need = o.COWExtents * lv.ExtentBytes
 	}
+	asked := need
 	need = min(need, cowMaxBytes(lv.SizeBytes, o.ChunkBytes))
 	if err := r.CheckFree(ctx, origin.VG, need); err != nil {
+		if need < asked {
+			err = fmt.Errorf("%w (the %d bytes asked for, capped at the largest COW %s can use, as LVM2 does)", err, asked, origin)
+		}
 		return LV{}, err
 	}
 	if _, _, err := r.Run(ctx, "lvcreate", args, origin.VG+"/"+o.Name); err != nil {
