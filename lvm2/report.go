@@ -57,6 +57,10 @@ type LV struct {
 	DMPath                   string
 	KernelMajor, KernelMinor int64
 	ChunkBytes               uint64
+	// Hidden: lvs -a printed the name in brackets ("[cur]"), as LVM2 does
+	// for sub-LVs and for a snapshot merging into its origin (verified in
+	// the VM tier, lvm2 2.03.16). Name is without the brackets.
+	Hidden bool
 }
 
 // lvFields are the lvs columns. chunk_size, segtype and seg_monitor are
@@ -227,6 +231,9 @@ func ParseLVs(b []byte) ([]LV, error) {
 			return nil, fmt.Errorf("%w: lv %s/%s: size %d is not a multiple of the extent size %d", ErrSyntax, lv.VG, lv.Name, lv.SizeBytes, lv.ExtentBytes)
 		}
 		lv.Extents = lv.SizeBytes / lv.ExtentBytes
+		if n := lv.Name; len(n) > 2 && n[0] == '[' && n[len(n)-1] == ']' {
+			lv.Name, lv.Hidden = n[1:len(n)-1], true
+		}
 		key := lv.VG + "/" + lv.Name
 		if seen[key] {
 			continue
@@ -265,10 +272,10 @@ func (r *Runner) VG(ctx context.Context, name string) (VG, error) {
 	return vgs[0], nil
 }
 
-// LVs lists the LVs of the named volume group (hidden sub-LVs excluded),
-// or of every VG when vg is "".
+// LVs lists the LVs of the named volume group, or of every VG when vg is
+// "", hidden ones included (lvs -a): a merging snapshot is hidden.
 func (r *Runner) LVs(ctx context.Context, vg string) ([]LV, error) {
-	args := append(append([]string{}, reportArgs...), "-o", lvFields)
+	args := append(append([]string{}, reportArgs...), "-a", "-o", lvFields)
 	if vg != "" {
 		if err := ValidateVGName(vg); err != nil {
 			return nil, err
@@ -283,27 +290,21 @@ func (r *Runner) LVs(ctx context.Context, vg string) ([]LV, error) {
 }
 
 // LV returns one logical volume; a missing one is an error wrapping
-// [ErrNotFound]. It lists the whole VG with -a and picks the LV by name,
-// because lvs refuses "VG/LV" for a snapshot whose merge LVM2 deferred
-// (verified in the VM tier, lvm2 2.03.16); hidden LVs print as "[name]".
+// [ErrNotFound]. It lists the whole VG ([Runner.LVs]) and picks the LV by
+// name, because lvs refuses "VG/LV" for a snapshot whose merge LVM2
+// deferred (verified in the VM tier, lvm2 2.03.16).
 func (r *Runner) LV(ctx context.Context, p Path) (LV, error) {
 	if _, err := ParsePath(p.String()); err != nil {
 		return LV{}, err
 	}
-	args := append(append([]string{}, reportArgs...), "-a", "-o", lvFields, p.VG)
-	out, _, err := r.Run(ctx, "lvs", args, p.String())
-	if err != nil {
-		return LV{}, err
-	}
-	lvs, err := ParseLVs(out)
+	lvs, err := r.LVs(ctx, p.VG)
 	if err != nil {
 		return LV{}, err
 	}
 	for _, lv := range lvs {
-		if lv.Name == p.LV || lv.Name == "["+p.LV+"]" {
-			lv.Name = p.LV
+		if lv.Name == p.LV {
 			return lv, nil
 		}
 	}
-	return LV{}, &CommandError{Command: "lvs", Args: args, Object: p.String(), Err: ErrNotFound}
+	return LV{}, &CommandError{Command: "lvs", Object: p.String(), Err: ErrNotFound}
 }

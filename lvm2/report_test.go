@@ -1,10 +1,12 @@
 package lvm2
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -51,6 +53,41 @@ func TestParseLVsRecorded(t *testing.T) {
 	}
 	if err := CheckOwned(cur, false); err != nil {
 		t.Errorf("CheckOwned(tagged): %v", err)
+	}
+}
+
+// TestMergingRecorded: lvs -a during a merge LVM2 deferred because the
+// origin was open (lvm2 2.03.16): the snapshot is hidden as "[cur3]" with
+// lv_attr S, the origin O and open; LV finds the snapshot and Merge refuses
+// a second merge before running anything.
+func TestMergingRecorded(t *testing.T) {
+	ctx := context.Background()
+	f := &fakeExec{results: []fakeResult{{prefix: "lvs", stdout: string(readFixture(t, "lvm2-2.03.16-lvs-a-merging.json"))}}}
+	r := &Runner{Exec: f}
+	cur, err := r.LV(ctx, Path{VG: "vg0", LV: "cur3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cur.Name != "cur3" || !cur.Hidden || !cur.Merging() || !cur.IsSnapshot() || cur.COWDMName() != "vg0-cur3-cow" {
+		t.Errorf("merging snapshot: %+v", cur)
+	}
+	origin, err := r.LV(ctx, Path{VG: "vg0", LV: "origin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if origin.Hidden || !origin.Merging() || !origin.IsOrigin() || !origin.Open() {
+		t.Errorf("origin: %+v", origin)
+	}
+	if _, err := r.Merge(ctx, Path{VG: "vg0", LV: "cur3"}, false); !errors.Is(err, ErrMerging) {
+		t.Errorf("Merge: %v, want ErrMerging", err)
+	}
+	if _, err := r.LV(ctx, Path{VG: "vg0", LV: "cur"}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("LV of a missing LV: %v", err)
+	}
+	for _, c := range f.commands() {
+		if !strings.HasPrefix(c, "lvs --reportformat json --units b --nosuffix -a -o ") {
+			t.Errorf("ran %q", c)
+		}
 	}
 }
 
