@@ -249,8 +249,7 @@ func (r *Runner) Merge(ctx context.Context, p Path, allowUntagged bool) (MergeRe
 
 // Reactivate deactivates and activates p (lvchange -an, -ay --poll n),
 // which starts a deferred merge into p, then has LVM2 finish it
-// (lvconvert --startpoll; it takes no --interval, verified in the VM
-// tier) and waits, checking lvs every second until ctx ends, for p to
+// (lvm lvpoll --polloperation merge) and waits, checking lvs every second until ctx ends, for p to
 // stop merging. The origin must be closed.
 func (r *Runner) Reactivate(ctx context.Context, p Path) error {
 	if _, _, err := r.Run(ctx, "lvchange", []string{"--activate", "n", p.String()}, p.String()); err != nil {
@@ -263,7 +262,10 @@ func (r *Runner) Reactivate(ctx context.Context, p Path) error {
 	if err != nil || !lv.Merging() {
 		return err
 	}
-	if _, _, err := r.Run(ctx, "lvconvert", []string{"--startpoll", p.String()}, p.String()); err != nil {
+	// lvconvert --startpoll refuses a snapshot origin ("does not accept
+	// LV type linear", VM tier); lvpoll is the command lvmpolld and the
+	// forked background poller run, in the foreground.
+	if _, _, err := r.Run(ctx, "lvpoll", []string{"--polloperation", "merge", "--interval", "1", p.String()}, p.String()); err != nil {
 		return err
 	}
 	for {

@@ -59,7 +59,7 @@ type Runner struct {
 var knownCommands = map[string]bool{
 	"lvs": true, "vgs": true, "pvs": true, "lvcreate": true, "lvremove": true,
 	"lvextend": true, "lvrename": true, "lvconvert": true, "lvchange": true,
-	"version": true,
+	"lvpoll": true, "version": true,
 }
 
 // Run runs "lvm command args..." plus --config when set, and returns its
