@@ -249,8 +249,8 @@ func (r *Runner) Merge(ctx context.Context, p Path, allowUntagged bool) (MergeRe
 
 // Reactivate deactivates and activates p (lvchange -an, -ay --poll n),
 // which starts a deferred merge into p, then has LVM2 finish it
-// (lvm lvpoll --polloperation merge) and waits, checking lvs every second until ctx ends, for p to
-// stop merging. The origin must be closed.
+// (lvm lvpoll --polloperation merge) and waits, checking lvs every
+// second until ctx ends, for p to stop merging. The origin must be closed.
 func (r *Runner) Reactivate(ctx context.Context, p Path) error {
 	if _, _, err := r.Run(ctx, "lvchange", []string{"--activate", "n", p.String()}, p.String()); err != nil {
 		return err
