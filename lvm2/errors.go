@@ -101,19 +101,22 @@ var stderrRules = []stderrRule{
 	{regexp.MustCompile(`(?m)(Giving up waiting for lock|Can't get lock for )`), ErrLocked},
 	// lib/metadata/lv_manip.c _check_lv_merging..., tools/lvconvert.c:
 	// "Snapshot %s is already merging." / "... is already merging into
-	// the origin." Verified in the VM tier.
+	// the origin." To be verified in the VM tier: Merge refuses a merging
+	// snapshot from lv_attr before lvconvert runs.
 	{regexp.MustCompile(`(?m)(is already merging|already merging|invalid on LV with properties: lv_is_merging)`), ErrMerging},
 	// lib/metadata/lv_manip.c _lv_insufficient_... : "Insufficient free
 	// space: %u extents needed, but only %u available" and
 	// "Volume group \"%s\" has insufficient free space (%u extents): %u
-	// required." Verified in the VM tier.
+	// required." The second verified in the VM tier (lvcreate -s with
+	// one extent free); the first to be verified.
 	{regexp.MustCompile(`(?m)(Insufficient free space|has insufficient free space)`), ErrNoSpace},
 	// tools/toollib.c: `Volume group "%s" not found`, lib/metadata:
-	// `Failed to find logical volume "%s/%s"`. Verified in the VM tier.
+	// `Failed to find logical volume "%s/%s"`. Both verified in the VM
+	// tier (vgs of a missing VG, lvs of a missing LV).
 	{regexp.MustCompile(`(?m)(Volume group "[^"]*" not found|Failed to find logical volume|Logical volume [^ ]+ not found)`), ErrNotFound},
 	// lib/metadata/lv_manip.c lv_create_single / lvrename: "Logical
 	// Volume \"%s\" already exists in volume group \"%s\"". Verified in
-	// the VM tier.
+	// the VM tier (lvcreate -s of an existing name).
 	{regexp.MustCompile(`(?mi)logical volume "[^"]*" already exists`), ErrExists},
 	// lib/metadata/lv_manip.c lv_remove_single ("Can't remove open
 	// logical volume") and lib/activate ("Logical volume %s in use.",
@@ -123,7 +126,8 @@ var stderrRules = []stderrRule{
 	// user" is followed by permission-denied lines. To be verified.
 	{regexp.MustCompile(`(?m)(Permission denied|must be run as root)`), ErrPermission},
 	// tools/toollib.c validate_name checks ("Names starting \"snapshot\"
-	// are reserved.", "Logical volume name \"%s\" is invalid.").
+	// are reserved.", "Logical volume name \"%s\" is invalid."). To be
+	// verified: names are checked before any command runs.
 	{regexp.MustCompile(`(?m)(are reserved|name "[^"]*" is invalid|Invalid (volume group|logical volume) name)`), ErrInvalidName},
 }
 
