@@ -27,6 +27,7 @@ var layers = map[string]int{
 	"cow":                0,
 	"zfs":                0,
 	"lvm2":               0,
+	"zfs/sendstream":     0,
 	"internal/loop":      1,
 	"dm":                 1,
 	"retention":          1,
@@ -34,6 +35,7 @@ var layers = map[string]int{
 	"lvm":                3,
 	"ingest":             3,
 	"metrics":            4,
+	"restore":            4,
 	"monitor":            5,
 	"cmd/dmsnap":         9,
 	// Test support: below nothing it tests, above what it sets up.
@@ -41,9 +43,9 @@ var layers = map[string]int{
 }
 
 // stdlibOnly may import nothing but the standard library: the codecs, the
-// schedule parser and the zfs and lvm2 bridges are usable without the rest
-// of dmsnap.
-var stdlibOnly = map[string]bool{"cow": true, "zfs": true, "schedule": true, "lvm2": true}
+// schedule parser and the zfs, zfs/sendstream and lvm2 bridges are usable
+// without the rest of dmsnap.
+var stdlibOnly = map[string]bool{"cow": true, "zfs": true, "schedule": true, "zfs/sendstream": true, "lvm2": true}
 
 // rawOnly is the only package that may import golang.org/x/sys/unix or
 // unsafe: every raw syscall and pointer cast lives in one place.
