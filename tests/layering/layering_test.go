@@ -26,6 +26,7 @@ var layers = map[string]int{
 	"schedule":           0,
 	"cow":                0,
 	"zfs":                0,
+	"lvm2":               0,
 	"zfs/sendstream":     0,
 	"internal/loop":      1,
 	"dm":                 1,
@@ -44,8 +45,9 @@ var layers = map[string]int{
 }
 
 // stdlibOnly may import nothing but the standard library: the codecs, the
-// schedule parser and the zfs bridge are usable without the rest of dmsnap.
-var stdlibOnly = map[string]bool{"cow": true, "zfs": true, "schedule": true, "zfs/sendstream": true}
+// schedule parser and the zfs, zfs/sendstream and lvm2 bridges are usable
+// without the rest of dmsnap.
+var stdlibOnly = map[string]bool{"cow": true, "zfs": true, "schedule": true, "zfs/sendstream": true, "lvm2": true}
 
 // rawOnly is the only package that may import golang.org/x/sys/unix or
 // unsafe: every raw syscall and pointer cast lives in one place.
