@@ -19,7 +19,7 @@ VM_TOOLS    ?= lvm2
 ZFS_TOOLS   ?= zfs,lvm2
 ZFS         ?= 1
 
-.PHONY: all build deps vmrun test test-all test-unit test-vm test-zfs test-tools vm-ready zfs-ready torture demo lint bench fuzz clean
+.PHONY: all build deps vmrun test test-all test-unit test-vm test-zfs test-tools vm-ready zfs-ready torture demo lint bench bench-compare fuzz clean
 
 all: build
 
@@ -134,6 +134,17 @@ lint:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# One VM boot per kernel runs tests/bench's BenchmarkCompare against the
+# real bin/dmsnap, LVM2 and the no-snapshot floor, and writes one table of
+# ratios to bench-compare-KERNEL.md (docs/perf.md keeps the latest).
+BENCH_KERNELS ?= bookworm backports
+bench-compare: build vmrun $(foreach k,$(BENCH_KERNELS),vm-setup-$(k))
+	@for k in $(BENCH_KERNELS); do \
+		DMSNAP_BENCH_OUT=$(CURDIR)/bench-compare-$$k.md $(GO) test -count=1 -timeout 60m \
+			-exec "$(VMRUN) --kernel $$k --tools $(VM_TOOLS) --smp 2 --mem 2048 --timeout 3000s --env DMSNAP_BENCH_OUT=$(CURDIR)/bench-compare-$$k.md" \
+			-run '^$$' -bench '^BenchmarkCompare$$' -benchtime 1x ./tests/bench/ || exit 1; \
+	done
 
 fuzz:
 	@for p in ./dm/ ./cow/ ./lvm/ ./zfs/ ./retention/ ./schedule/ ./zfs/sendstream/; do \
