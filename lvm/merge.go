@@ -199,17 +199,17 @@ func StartMerge(ctx context.Context, s *Store, env SnapshotEnv, name string, opt
 			}
 			committed = true
 			env.logf("committed metadata: %s merging, pending %s (seqno %d)", name, OpMerge, s.Pool.Seqno)
-			failpoint("lvm.merge.after-intent")
+			failpointHit("lvm.merge.after-intent")
 		case merge.StepLoadError:
-			failpoint("lvm.merge.after-load-merge")
+			failpointHit("lvm.merge.after-load-merge")
 		case merge.StepSuspendSnapshot:
-			failpoint("lvm.merge.after-load-error")
+			failpointHit("lvm.merge.after-load-error")
 		case merge.StepSuspendOrigin:
-			failpoint("lvm.merge.snapshot-suspended")
+			failpointHit("lvm.merge.snapshot-suspended")
 		case merge.StepResumeOrigin:
-			failpoint("lvm.merge.origin-suspended")
+			failpointHit("lvm.merge.origin-suspended")
 		case merge.StepResumeSnapshot:
-			failpoint("lvm.merge.after-handover")
+			failpointHit("lvm.merge.after-handover")
 		}
 		if opts.OnStep == nil {
 			return nil
@@ -258,7 +258,7 @@ func StartMerge(ctx context.Context, s *Store, env SnapshotEnv, name string, opt
 		}
 		return res, fmt.Errorf("merge %s/%s: %w", p.Name, name, err)
 	}
-	failpoint("lvm.merge.after-start")
+	failpointHit("lvm.merge.after-start")
 	res.Started, res.Merge = true, m
 	return res, nil
 }
@@ -319,7 +319,7 @@ func FinishMerge(ctx context.Context, s *Store, k MergeKernel, name string) (mer
 		}
 		return res, fmt.Errorf("merge %s/%s: %w", p.Name, name, err)
 	}
-	failpoint("lvm.merge.finish.after-kernel")
+	failpointHit("lvm.merge.finish.after-kernel")
 	if err := s.Commit(dropMerged(p, name)); err != nil {
 		return res, fmt.Errorf("merge %s/%s: %w (dmsnap activate %s completes it)", p.Name, name, err, p.Name)
 	}

@@ -68,7 +68,7 @@ func RemoveSnapshotDevices(ctx context.Context, s *Store, env SnapshotEnv, name 
 		return res, fmt.Errorf("remove %s/%s: %w", p.Name, name, err)
 	}
 	env.logf("committed metadata with pending %s (seqno %d)", OpSnapshotRemove, s.Pool.Seqno)
-	failpoint("lvm.snapshot.remove.after-intent")
+	failpointHit("lvm.snapshot.remove.after-intent")
 
 	// 2-5.
 	res, kept, err := teardownSnapshot(ctx, k, s.Pool, next, env, v, force)
@@ -89,7 +89,7 @@ func RemoveSnapshotDevices(ctx context.Context, s *Store, env SnapshotEnv, name 
 		return res, fmt.Errorf("remove %s/%s: %w (dmsnap activate %s finishes the removal)", p.Name, name, err, p.Name)
 	}
 	env.logf("committed metadata without %s (seqno %d)", name, s.Pool.Seqno)
-	failpoint("lvm.snapshot.remove.after-commit")
+	failpointHit("lvm.snapshot.remove.after-commit")
 	return res, nil
 }
 
@@ -185,7 +185,7 @@ func teardownSnapshot(ctx context.Context, k SnapshotKernel, p, next *Pool, env 
 				return err
 			}
 			env.logf("loaded %s into the inactive slot of %s", linear[0], originName)
-			failpoint("lvm.snapshot.remove.after-origin-load")
+			failpointHit("lvm.snapshot.remove.after-origin-load")
 		}
 		start := time.Now()
 		err := k.WithSuspended(ctx, originName, suspendOrigin, func() error {
@@ -199,7 +199,7 @@ func teardownSnapshot(ctx context.Context, k SnapshotKernel, p, next *Pool, env 
 					return err
 				}
 			}
-			failpoint("lvm.snapshot.remove.suspended")
+			failpointHit("lvm.snapshot.remove.suspended")
 			return nil
 		})
 		res.Suspended = time.Since(start)
@@ -228,7 +228,7 @@ func teardownSnapshot(ctx context.Context, k SnapshotKernel, p, next *Pool, env 
 	}
 	res.Active = originInfo != nil || haveSnap
 	kept = false
-	failpoint("lvm.snapshot.remove.after-snapshot")
+	failpointHit("lvm.snapshot.remove.after-snapshot")
 	rm := []string{cowName}
 	if last {
 		rm = append(rm, realName)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/dmsnap/dmsnap/dm"
+	"github.com/dmsnap/dmsnap/internal/failpoint"
 )
 
 // checkNoSharedExtents fails if two live linear mappings of k overlap on
@@ -124,13 +125,8 @@ type errCrashed string
 // crashAt arms failpoint fp for the test: reaching it panics with
 // errCrashed, which run recovers, like a process killed there.
 func crashAt(t *testing.T, fp string) (run func(fn func())) {
-	t.Setenv(FailpointEnv, fp)
-	failpointMu.Lock()
-	failpointHits = map[string]int{}
-	failpointMu.Unlock()
-	saved := failpointExit
-	failpointExit = func(name string) { panic(errCrashed(name)) }
-	t.Cleanup(func() { failpointExit = saved })
+	t.Setenv(failpoint.Env, fp)
+	t.Cleanup(failpoint.SetExit(func(name string) { panic(errCrashed(name)) }))
 	return func(fn func()) {
 		defer func() {
 			r := recover()

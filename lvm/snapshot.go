@@ -226,7 +226,7 @@ func CreateSnapshot(ctx context.Context, s *Store, env SnapshotEnv, spec Snapsho
 		return res, fmt.Errorf("snapshot %s/%s: %w", p.Name, spec.Name, err)
 	}
 	env.logf("committed metadata with pending %s (seqno %d)", OpSnapshotCreate, s.Pool.Seqno)
-	failpoint("lvm.snapshot.after-intent")
+	failpointHit("lvm.snapshot.after-intent")
 
 	res.Active = true
 	var created []string // devices to remove on failure, in creation order
@@ -292,19 +292,19 @@ func CreateSnapshot(ctx context.Context, s *Store, env SnapshotEnv, spec Snapsho
 		return res, fmt.Errorf("snapshot %s/%s: %w", p.Name, spec.Name, err)
 	}
 	env.logf("zeroed the header chunk of %s", cowName)
-	failpoint("lvm.snapshot.after-cow")
+	failpointHit("lvm.snapshot.after-cow")
 	// 3. -real, with the origin's current (linear) table.
 	if first {
 		if _, err := create(realName, false); err != nil {
 			return res, err
 		}
-		failpoint("lvm.snapshot.after-real")
+		failpointHit("lvm.snapshot.after-real")
 	}
 	// 4. The snapshot table.
 	if _, err := create(snapName, false); err != nil {
 		return res, err
 	}
-	failpoint("lvm.snapshot.after-snapshot-load")
+	failpointHit("lvm.snapshot.after-snapshot-load")
 	// 5. snapshot-origin into the origin's inactive slot.
 	if first {
 		lines, err := ResolveLines(after[originName].Lines, devnum)
@@ -316,7 +316,7 @@ func CreateSnapshot(ctx context.Context, s *Store, env SnapshotEnv, spec Snapsho
 		}
 		originLoaded = true
 		env.logf("loaded %s into the inactive slot of %s", lines[0], originName)
-		failpoint("lvm.snapshot.after-origin-load")
+		failpointHit("lvm.snapshot.after-origin-load")
 	}
 	// 6. The table swap: the only moment the origin is suspended.
 	start := time.Now()
@@ -333,7 +333,7 @@ func CreateSnapshot(ctx context.Context, s *Store, env SnapshotEnv, spec Snapsho
 			}
 			return errors.Join(err, cerr)
 		}
-		failpoint("lvm.snapshot.suspended")
+		failpointHit("lvm.snapshot.suspended")
 		return nil
 	})
 	res.Suspended = time.Since(start)
@@ -342,7 +342,7 @@ func CreateSnapshot(ctx context.Context, s *Store, env SnapshotEnv, spec Snapsho
 	}
 	swapped = true
 	env.logf("origin %s suspended for %s: resumed %s", originName, res.Suspended, snapName)
-	failpoint("lvm.snapshot.after-swap")
+	failpointHit("lvm.snapshot.after-swap")
 	// 7. Done: drop the intent.
 	if err := s.Commit(s.Pool.RemovePending(opID)); err != nil {
 		// The snapshot is complete; activation drops the record.
@@ -402,12 +402,12 @@ func ExtendSnapshot(ctx context.Context, s *Store, env SnapshotEnv, name string,
 	if err := s.Commit(pending); err != nil {
 		return res, fmt.Errorf("extend %s/%s: %w", p.Name, name, err)
 	}
-	failpoint("lvm.snapshot.extend.after-intent")
+	failpointHit("lvm.snapshot.extend.after-intent")
 	res.Active = true
 	if res.Suspended, err = reloadSnapshot(ctx, k, s.Pool, env, v.UUID); err != nil {
 		return res, fmt.Errorf("extend %s/%s: %w (the metadata has the new size; dmsnap activate %s retries)", p.Name, name, err, p.Name)
 	}
-	failpoint("lvm.snapshot.extend.after-reload")
+	failpointHit("lvm.snapshot.extend.after-reload")
 	if err := s.Commit(s.Pool.RemovePending(opID)); err != nil {
 		return res, fmt.Errorf("extend %s/%s: %w", p.Name, name, err)
 	}
@@ -440,7 +440,7 @@ func reloadSnapshot(ctx context.Context, k SnapshotKernel, p *Pool, env Snapshot
 		return 0, errors.Join(err, k.ClearInactive(cowName))
 	}
 	env.logf("reloaded %s: %d segments", cowName, len(lines))
-	failpoint("lvm.snapshot.extend.after-cow")
+	failpointHit("lvm.snapshot.extend.after-cow")
 	d := plan[snapName]
 	snapInfo, err := k.Info(snapName)
 	if err != nil || d.Lines[0].Type != dm.TypeSnapshot {
@@ -462,13 +462,13 @@ func reloadSnapshot(ctx context.Context, k SnapshotKernel, p *Pool, env Snapshot
 	if err := k.Load(snapName, snapLines, dm.LoadOptions{ReadOnly: d.ReadOnly}); err != nil {
 		return 0, err
 	}
-	failpoint("lvm.snapshot.extend.after-snapshot-load")
+	failpointHit("lvm.snapshot.extend.after-snapshot-load")
 	start := time.Now()
 	err = k.WithSuspended(ctx, originName, suspendOrigin, func() error {
 		if _, err := k.Resume(snapName); err != nil {
 			return errors.Join(err, k.ClearInactive(snapName))
 		}
-		failpoint("lvm.snapshot.extend.suspended")
+		failpointHit("lvm.snapshot.extend.suspended")
 		return nil
 	})
 	took := time.Since(start)
@@ -511,13 +511,13 @@ func RenameSnapshot(_ context.Context, s *Store, env SnapshotEnv, oldName, newNa
 	if k == nil {
 		return nil
 	}
-	failpoint("lvm.snapshot.rename.after-commit")
+	failpointHit("lvm.snapshot.rename.after-commit")
 	for _, pr := range pairs {
 		if err := k.Rename(pr[0], pr[1]); err != nil && !errors.Is(err, dm.ErrNotFound) {
 			return fmt.Errorf("rename %s/%s: %w (dmsnap activate %s finishes it)", p.Name, oldName, err, p.Name)
 		}
 		env.logf("renamed %s to %s", pr[0], pr[1])
-		failpoint("lvm.snapshot.rename.after-device")
+		failpointHit("lvm.snapshot.rename.after-device")
 	}
 	return nil
 }

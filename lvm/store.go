@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/dmsnap/dmsnap/dm"
+	"github.com/dmsnap/dmsnap/internal/failpoint"
 )
 
 // More sentinels of [Store].
@@ -333,7 +334,7 @@ func Create(name string, disks []Disk, opts CreateOptions) (*Store, error) {
 		}
 		s.live[pv.UUID] = 0
 	}
-	failpoint("lvm.create.after-metadata")
+	failpointHit("lvm.create.after-metadata")
 	for _, pv := range p.PVs {
 		if err := writeLabel(s.Disks[pv.UUID], s.labels[pv.UUID]); err != nil {
 			return nil, fmt.Errorf("create pool %s: %w", name, err)
@@ -489,7 +490,7 @@ func (s *Store) commit(next *Pool, fresh []UUID) (*Pool, error) {
 				len(payload), l.maxPayload(), pv.UUID, ErrMetadataFull)
 		}
 	}
-	failpoint("lvm.commit.before-write")
+	failpointHit("lvm.commit.before-write")
 	for _, u := range fresh {
 		d, l := s.Disks[u], s.labels[u]
 		if err := initPV(d, l, q, header, payload); err != nil {
@@ -501,7 +502,7 @@ func (s *Store) commit(next *Pool, fresh []UUID) (*Pool, error) {
 		s.live[u] = 0
 	}
 	if len(fresh) > 0 {
-		failpoint("lvm.extend.after-new-pvs")
+		failpointHit("lvm.extend.after-new-pvs")
 	}
 	for _, pv := range q.PVs {
 		if slices.Contains(fresh, pv.UUID) {
@@ -510,9 +511,9 @@ func (s *Store) commit(next *Pool, fresh []UUID) (*Pool, error) {
 		if err := s.writeSlot(pv.UUID, header, payload); err != nil {
 			return nil, err
 		}
-		failpoint("lvm.commit.after-slot-write")
+		failpointHit("lvm.commit.after-slot-write")
 	}
-	failpoint("lvm.commit.done")
+	failpointHit("lvm.commit.done")
 	return q, nil
 }
 
@@ -531,11 +532,11 @@ func (s *Store) writeSlot(u UUID, header, payload []byte) error {
 	if err := d.Sync(); err != nil {
 		return fmt.Errorf("%s: sync: %w", name, err)
 	}
-	failpoint("lvm.commit.after-payload")
-	if failpointArmed("lvm.commit.torn-header") {
+	failpointHit("lvm.commit.after-payload")
+	if failpoint.Armed("lvm.commit.torn-header") {
 		d.WriteAt(header[:slotHeaderSize/2], off)
 		d.Sync()
-		failpointExit("lvm.commit.torn-header")
+		failpoint.Exit("lvm.commit.torn-header")
 	}
 	if _, err := d.WriteAt(header, off); err != nil {
 		return fmt.Errorf("%s: write metadata slot %c header: %w", name, 'A'+target, err)

@@ -19,28 +19,31 @@ var update = flag.Bool("update", false, "rewrite the graph in docs/architecture.
 // import only packages of a lower layer. A package missing here fails the
 // test, so a new package gets a place in the architecture on purpose.
 var layers = map[string]int{
-	"internal/sys":    0,
-	"internal/lock":   0,
-	"internal/report": 0,
-	"schedule":        0,
-	"cow":             0,
-	"zfs":             0,
-	"internal/loop":   1,
-	"dm":              1,
-	"retention":       1,
-	"merge":           2,
-	"lvm":             3,
-	"ingest":          3,
-	"metrics":         4,
-	"monitor":         5,
-	"cmd/dmsnap":      9,
+	"internal/sys":       0,
+	"internal/lock":      0,
+	"internal/report":    0,
+	"internal/failpoint": 0,
+	"schedule":           0,
+	"cow":                0,
+	"zfs":                0,
+	"zfs/sendstream":     0,
+	"internal/loop":      1,
+	"dm":                 1,
+	"retention":          1,
+	"merge":              2,
+	"lvm":                3,
+	"ingest":             3,
+	"metrics":            4,
+	"restore":            4,
+	"monitor":            5,
+	"cmd/dmsnap":         9,
 	// Test support: below nothing it tests, above what it sets up.
 	"internal/testutil": 2,
 }
 
 // stdlibOnly may import nothing but the standard library: the codecs, the
 // schedule parser and the zfs bridge are usable without the rest of dmsnap.
-var stdlibOnly = map[string]bool{"cow": true, "zfs": true, "schedule": true}
+var stdlibOnly = map[string]bool{"cow": true, "zfs": true, "schedule": true, "zfs/sendstream": true}
 
 // rawOnly is the only package that may import golang.org/x/sys/unix or
 // unsafe: every raw syscall and pointer cast lives in one place.
