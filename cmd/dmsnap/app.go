@@ -54,6 +54,7 @@ func newApp(gopts *globalOptions) *cli.App {
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "explain each step on stderr"},
 			&cli.StringFlag{Name: "config-dir", Usage: "directory of the state file pools.json (default $" + configDirEnv + ", else " + defaultConfigDir + ")"},
 			&cli.StringFlag{Name: "lock-dir", Usage: "directory of the pool lock files (default $" + lockDirEnv + ", else /run/dmsnap)"},
+			&cli.BoolFlag{Name: "version", Usage: "print the version (as the version command) and exit"},
 			&cli.StringFlag{Name: "dev-dir", Usage: "directory searched for PV block devices", Value: "/dev", Hidden: true},
 		},
 		Before: func(c *cli.Context) error {
@@ -84,6 +85,7 @@ func newApp(gopts *globalOptions) *cli.App {
 			newMonitorCommand(gopts),
 			newIngestCommand(gopts),
 			newZFSCommand(gopts), newReplicateCommand(gopts),
+			newVersionCommand(gopts),
 		},
 		// urfave/cli would otherwise call os.Exit from inside Run for
 		// ExitCoder errors; exit statuses are decided in exitCode only.
@@ -93,7 +95,13 @@ func newApp(gopts *globalOptions) *cli.App {
 		UseShortOptionHandling: true,
 		Suggest:                true,
 	}
-	app.Action = unknownCommand("dmsnap")
+	groupAction := unknownCommand("dmsnap")
+	app.Action = func(c *cli.Context) error {
+		if c.Bool("version") && !c.Args().Present() {
+			return runVersion(gopts, openRealDM)
+		}
+		return groupAction(c)
+	}
 	setUsageHandlers(app.Commands)
 	for _, c := range app.Commands {
 		c.Category = commandCategory[c.Name]
@@ -110,7 +118,7 @@ var commandCategory = map[string]string{
 	"merge": "Merge",
 	"cow":   "COW stores", "diff": "COW stores",
 	"ingest": "ZFS", "zfs": "ZFS", "replicate": "ZFS",
-	"monitor": "Monitoring", "dm": "Monitoring",
+	"monitor": "Monitoring", "dm": "Monitoring", "version": "Monitoring",
 }
 
 func onUsageError(c *cli.Context, err error, _ bool) error {
