@@ -136,7 +136,7 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 fuzz:
-	@for p in ./dm/ ./cow/ ./lvm/ ./zfs/ ./retention/ ./schedule/; do \
+	@for p in ./dm/ ./cow/ ./lvm/ ./zfs/ ./retention/ ./schedule/ ./zfs/sendstream/; do \
 		for f in $$($(GO) test -list '^Fuzz' $$p | grep ^Fuzz); do \
 			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 30s $$p || exit 1; \
 		done; \

@@ -26,6 +26,7 @@ var layers = map[string]int{
 	"schedule":           0,
 	"cow":                0,
 	"zfs":                0,
+	"zfs/sendstream":     0,
 	"internal/loop":      1,
 	"dm":                 1,
 	"retention":          1,
@@ -33,6 +34,7 @@ var layers = map[string]int{
 	"lvm":                3,
 	"ingest":             3,
 	"metrics":            4,
+	"restore":            4,
 	"monitor":            5,
 	"cmd/dmsnap":         9,
 	// Test support: below nothing it tests, above what it sets up.
@@ -41,7 +43,7 @@ var layers = map[string]int{
 
 // stdlibOnly may import nothing but the standard library: the codecs, the
 // schedule parser and the zfs bridge are usable without the rest of dmsnap.
-var stdlibOnly = map[string]bool{"cow": true, "zfs": true, "schedule": true}
+var stdlibOnly = map[string]bool{"cow": true, "zfs": true, "schedule": true, "zfs/sendstream": true}
 
 // rawOnly is the only package that may import golang.org/x/sys/unix or
 // unsafe: every raw syscall and pointer cast lives in one place.
