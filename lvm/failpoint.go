@@ -14,17 +14,3 @@ import "github.com/dmsnap/dmsnap/internal/failpoint"
 //	lvm.extend.after-new-pvs   Extend: new PVs labelled and written, old PVs not yet
 //	lvm.snapshot.*             snapshot create/remove/extend/rename steps
 func failpointHit(name string) { failpoint.Hit(name) }
-
-// Deprecated aliases of internal/failpoint, kept only while callers move.
-const (
-	FailpointEnv      = failpoint.Env
-	FailpointPauseEnv = failpoint.PauseEnv
-	FailpointExitCode = failpoint.ExitCode
-	PausepointEnv     = failpoint.PauseAtEnv
-)
-
-// Failpoint is [failpoint.Hit]. Deprecated: call internal/failpoint.
-func Failpoint(name string) { failpoint.Hit(name) }
-
-// Pausepoint is [failpoint.Pause]. Deprecated: call internal/failpoint.
-func Pausepoint(name string) { failpoint.Pause(name) }

@@ -163,7 +163,7 @@ func TestRemoveSnapshotCrash(t *testing.T) {
 			old := s.Pool
 			next := must[*Pool](t)(old.RemoveSnapshot("snap"))
 			crashAt(t, fp)(func() { RemoveSnapshotDevices(ctx, s, env, "snap", false) })
-			t.Setenv(FailpointEnv, "")
+			t.Setenv(failpoint.Env, "")
 
 			// A fresh process: the pool as its disks have it.
 			var ds []Disk

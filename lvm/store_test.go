@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/dmsnap/dmsnap/dm"
+	"github.com/dmsnap/dmsnap/internal/failpoint"
 )
 
 const testSlot dm.Sector = 8 // 4 KiB slots keep crash tests small
@@ -438,10 +439,10 @@ func TestFailpoints(t *testing.T) {
 			s := must[*Store](t)(Create("vg0", ds[:2], smallOpts()))
 			old := mustEncode(t, s.Pool)
 			cmd := exec.Command(os.Args[0], "-test.run=^TestFailpoints$")
-			cmd.Env = append(os.Environ(), "DMSNAP_LVM_FAILPOINT_CHILD="+dir, FailpointEnv+"="+fp)
+			cmd.Env = append(os.Environ(), "DMSNAP_LVM_FAILPOINT_CHILD="+dir, failpoint.Env+"="+fp)
 			out, err := cmd.CombinedOutput()
 			var ee *exec.ExitError
-			if !errors.As(err, &ee) || ee.ExitCode() != FailpointExitCode {
+			if !errors.As(err, &ee) || ee.ExitCode() != failpoint.ExitCode {
 				t.Fatalf("child: %v\n%s", err, out)
 			}
 			if name, _, _ := strings.Cut(fp, "@"); !strings.Contains(string(out), "failpoint "+name+" hit") {
@@ -483,7 +484,7 @@ func failpointChild(dir string) {
 	if err != nil {
 		panic(err)
 	}
-	if os.Getenv(FailpointEnv) == "lvm.extend.after-new-pvs" {
+	if os.Getenv(failpoint.Env) == "lvm.extend.after-new-pvs" {
 		if err := s.Extend(ds[2:], smallOpts()); err != nil {
 			panic(err)
 		}

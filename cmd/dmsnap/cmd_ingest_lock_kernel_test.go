@@ -14,12 +14,12 @@ import (
 
 	"github.com/dmsnap/dmsnap/dm"
 	"github.com/dmsnap/dmsnap/ingest"
-	"github.com/dmsnap/dmsnap/lvm"
+	"github.com/dmsnap/dmsnap/internal/failpoint"
 	"github.com/dmsnap/dmsnap/zfs"
 )
 
 // pausedRun is a dmsnap process (the test binary as dmsnap) armed to
-// pause at a pausepoint (lvm.PausepointEnv).
+// pause at a pausepoint (failpoint.PauseAtEnv).
 type pausedRun struct {
 	cmd  *exec.Cmd
 	out  bytes.Buffer
@@ -36,7 +36,7 @@ func (e *cliEnv) startPaused(name string, args ...string) *pausedRun {
 	dir := e.t.TempDir()
 	r := &pausedRun{base: filepath.Join(dir, name), done: make(chan error, 1)}
 	r.cmd = exec.Command(os.Args[0], "-test.run=^TestHelperDmsnap$")
-	r.cmd.Env = append(os.Environ(), helperEnv+"="+string(spec), lvm.PausepointEnv+"="+name+"="+dir)
+	r.cmd.Env = append(os.Environ(), helperEnv+"="+string(spec), failpoint.PauseAtEnv+"="+name+"="+dir)
 	r.cmd.Stdout, r.cmd.Stderr = &r.out, &r.out
 	if err := r.cmd.Start(); err != nil {
 		e.t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/dmsnap/dmsnap/dm"
+	"github.com/dmsnap/dmsnap/internal/failpoint"
 	"github.com/dmsnap/dmsnap/internal/loop"
 	"github.com/dmsnap/dmsnap/internal/testutil"
 	"github.com/dmsnap/dmsnap/lvm"
@@ -329,18 +330,18 @@ func TestHelperDmsnap(t *testing.T) {
 
 // crash runs dmsnap in a child process with the failpoint armed and
 // expects it to die there.
-func (e *cliEnv) crash(failpoint string, args ...string) {
+func (e *cliEnv) crash(point string, args ...string) {
 	e.t.Helper()
 	full := append([]string{"--config-dir", e.path("cfg"), "--lock-dir", e.path("lock"), "--dev-dir", e.path("dev")}, args...)
 	spec, _ := json.Marshal(full)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperDmsnap$")
-	cmd.Env = append(os.Environ(), helperEnv+"="+string(spec), lvm.FailpointEnv+"="+failpoint)
+	cmd.Env = append(os.Environ(), helperEnv+"="+string(spec), failpoint.Env+"="+point)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
 	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != lvm.FailpointExitCode {
-		e.t.Fatalf("%s with failpoint %s: %v, want exit %d:\n%s", strings.Join(args, " "), failpoint, err, lvm.FailpointExitCode, out.String())
+	if !errors.As(err, &ee) || ee.ExitCode() != failpoint.ExitCode {
+		e.t.Fatalf("%s with failpoint %s: %v, want exit %d:\n%s", strings.Join(args, " "), point, err, failpoint.ExitCode, out.String())
 	}
 }
 

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/dmsnap/dmsnap/dm"
-	"github.com/dmsnap/dmsnap/lvm"
+	"github.com/dmsnap/dmsnap/internal/failpoint"
 )
 
 // windowOp is an operation with a suspend window, with the failpoint
@@ -105,7 +105,7 @@ func TestSuspendWindowSignalsKernel(t *testing.T) {
 				full := append([]string{"--config-dir", e.path("cfg"), "--lock-dir", e.path("lock"), "--dev-dir", e.path("dev")}, op.args(pool)...)
 				spec, _ := json.Marshal(full)
 				cmd := exec.Command(os.Args[0], "-test.run=^TestHelperDmsnap$")
-				cmd.Env = append(os.Environ(), helperEnv+"="+string(spec), lvm.FailpointEnv+"="+op.failpoint, lvm.FailpointPauseEnv+"=3s")
+				cmd.Env = append(os.Environ(), helperEnv+"="+string(spec), failpoint.Env+"="+op.failpoint, failpoint.PauseEnv+"=3s")
 				// stderr is a real pipe, read here until the test
 				// closes its read end.
 				pr, pw, err := os.Pipe()

@@ -89,7 +89,7 @@ type statePool struct {
 	// Removing: a pool remove of this pool has wiped, or is wiping, its
 	// PVs; once none is found the entry is forgotten (settleRemoved).
 	Removing bool `json:"removing,omitempty"`
-	unknown    map[string]json.RawMessage
+	unknown  map[string]json.RawMessage
 }
 
 func (g *globalOptions) configDir() string {
