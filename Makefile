@@ -61,7 +61,7 @@ test: deps
 
 # Kernels and LVM2 first (downloads), then test-tools' module build beside
 # lint, the host tests and the first kernel-tier jobs.
-test-all: $(foreach k,$(KERNELS),vm-setup-$(k)) test-tools lint test-unit $(VM_JOBS) $(ZFS_JOBS)
+test-all: $(foreach k,$(KERNELS),vm-setup-$(k)) test-tools lint test-unit $(ZFS_JOBS) $(VM_JOBS)
 
 # Before the tiers: prepare the tools (a fresh machine downloads and builds
 # them here) and prove that the guest runs zfs, zpool and lvm from .cache/.
