@@ -198,3 +198,24 @@ func (r *Runner) Rollback(ctx context.Context, snapshot string) error {
 	}
 	return r.Run(ctx, BinZFS, []string{"rollback", snapshot}, snapshot, nil, nil)
 }
+
+// Clone runs `zfs clone [-o PROP=VALUE]… snapshot clone`: a new dataset
+// sharing snapshot's blocks (a read-only view when props hold
+// readonly=on). The snapshot cannot be destroyed while the clone exists.
+// Errors: [ErrExists], [ErrDatasetNotFound].
+func (r *Runner) Clone(ctx context.Context, snapshot, clone string, props ...string) error {
+	if err := checkPointName(snapshot, Snapshot); err != nil {
+		return err
+	}
+	if err := CheckDatasetName(clone); err != nil {
+		return err
+	}
+	args := []string{"clone"}
+	for _, p := range props {
+		if k, _, ok := strings.Cut(p, "="); !ok || k == "" {
+			return fmt.Errorf("zfs clone %s: property %q is not name=value: %w", clone, p, ErrInvalidName)
+		}
+		args = append(args, "-o", p)
+	}
+	return r.Run(ctx, BinZFS, append(args, snapshot, clone), clone, nil, nil)
+}

@@ -47,6 +47,8 @@ func TestRunnerMutations(t *testing.T) {
 		"zfs destroy " + snap1:                                  {stderr: missingSnap, err: errExit1},
 		"zfs destroy " + snap2:                                  {stderr: readTestdata(t, "zfs-2.3.2-stderr-destroy-busy.txt"), err: errExit1},
 		"zfs rollback " + snap3:                                 {},
+		"zfs clone -o readonly=on " + snap3 + " tank/vol.r":     {},
+		"zfs clone " + snap3 + " tank/vol":                      {stderr: readTestdata(t, "zfs-2.3.2-stderr-create-exists.txt"), err: errExit1},
 		"zfs get -Hp -o property,value guid " + snap3:           {stdout: "guid\t17706119220354061411\n"},
 		"zfs get -Hp -o property,value guid " + snap1:           {stderr: "cannot open '" + snap1 + "': dataset does not exist\n", err: errExit1},
 	})
@@ -84,6 +86,15 @@ func TestRunnerMutations(t *testing.T) {
 	}
 	if err := r.Rollback(ctx, snap3); err != nil {
 		t.Error(err)
+	}
+	if err := r.Clone(ctx, snap3, "tank/vol.r", "readonly=on"); err != nil {
+		t.Error(err)
+	}
+	if err := r.Clone(ctx, snap3, "tank/vol"); !errors.Is(err, ErrExists) {
+		t.Errorf("clone onto an existing dataset: %v", err)
+	}
+	if err := r.Clone(ctx, "tank/vol#b", "tank/x"); err == nil {
+		t.Error("clone of a bookmark accepted")
 	}
 	if ok, err := r.Exists(ctx, snap3); !ok || err != nil {
 		t.Errorf("Exists: %v %v", ok, err)
