@@ -92,8 +92,29 @@ type Pool interface {
 	// ReadVolume opens the active volume name for reading past the page
 	// cache.
 	ReadVolume(name string) (ingest.Device, error)
+	// Intent returns the restore intent recorded for the volume name, nil
+	// when none is.
+	Intent(name string) (*Intent, error)
+	// SetIntent records in durably, in the pool's metadata, before the
+	// first write to the volume name; ClearIntent drops it.
+	SetIntent(ctx context.Context, name string, in Intent) error
+	ClearIntent(ctx context.Context, name string) error
 	// Close releases the pool and its lock.
 	Close()
+}
+
+// Intent marks a volume as being restored: recorded before its first
+// write, dropped after the copy is synced and verified. While it is
+// recorded the volume may be a mix of its old content and Snapshot's:
+// ingest refuses it; the next restore resumes (reusing PreRestore), and
+// merging PreRestore rolls it back.
+type Intent struct {
+	Snapshot string // ZPOOL/DATASET@SNAP
+	GUID     uint64
+	// PreRestore is the pre-restore snapshot's name, "" when the restore
+	// created the volume.
+	PreRestore string
+	Created    bool
 }
 
 // Volume is the target's block device, open for writing. Its methods are
@@ -119,7 +140,9 @@ const (
 const (
 	FailpointAfterPreRestore = "restore.after-pre-restore" // pre-restore snapshot taken, nothing copied
 	FailpointMidCopy         = "restore.mid-copy"          // half the plan written, not synced
+	FailpointAfterIntent     = "restore.after-intent"      // intent recorded, nothing written
 	FailpointAfterCopy       = "restore.after-copy"        // copied and synced, not verified
+	FailpointAfterVerify     = "restore.after-verify"      // verified, intent not dropped
 )
 
 // Request is one restore of Snapshot onto Pool/Volume.
@@ -158,6 +181,9 @@ type Result struct {
 	// Stats counts the copy of Plan.Ranges and Plan.Sparse (and the
 	// zeroed tail of a created volume larger than the snapshot).
 	Stats ingest.Stats
+	// Resumed names the snapshot of an interrupted restore of the volume
+	// that this one finished or replaced, "" when there was none.
+	Resumed string
 	// Verified: the restored ranges (VerifiedBytes) and a sample of the
 	// rest (SampledBytes) equal the snapshot's.
 	Verified      bool
@@ -307,51 +333,118 @@ func (x *run) run(ctx context.Context) error {
 			return fmt.Errorf("%s is in use (%s open): unmount it and stop its users first: %w", target, open, ErrRefused)
 		}
 	}
-	plan, err := x.plan(ctx, snap, exists)
+	var intent *Intent
+	if exists {
+		if intent, err = x.pool.Intent(req.Volume); err != nil {
+			return err
+		}
+		if intent != nil && intent.PreRestore != "" && !x.pool.Has(intent.PreRestore) {
+			// Its pre-restore snapshot was never taken (killed before:
+			// nothing was written) or has been merged back: the volume
+			// holds its old content, the record is stale.
+			msg := fmt.Sprintf("dropped the record of an interrupted restore of %s from %s: its pre-restore snapshot %s is gone (never taken, or merged back)", target, intent.Snapshot, intent.PreRestore)
+			if !req.DryRun {
+				if err := x.pool.ClearIntent(ctx, req.Volume); err != nil {
+					return err
+				}
+			}
+			x.obs.Notice(msg)
+			intent = nil
+		}
+	}
+	var plan Plan
+	if intent != nil && intent.Created {
+		plan, err = Full(snap.SizeBytes, "an interrupted restore created "+target+": it is written in full again")
+		plan.BlockBytes = snap.BlockBytes
+	} else {
+		plan, err = x.plan(ctx, snap, exists)
+	}
 	if err != nil {
 		return err
 	}
 	x.out.Plan = plan
+	if intent != nil {
+		x.out.Resumed = intent.Snapshot
+		x.obs.Notice(fmt.Sprintf("%s: an interrupted restore from %s left it partly written; this restore finishes it", target, intent.Snapshot))
+	}
 	if exists && req.Verify != VerifyOff && (req.Verify == VerifyOn || plan.Differential) {
 		x.out.Verified = true // planned; cleared below unless it passes
 	}
+	preName := PreRestoreName(req.Volume, x.req.Now())
+	if intent != nil {
+		preName = intent.PreRestore
+	}
 	if req.DryRun {
-		if !exists {
-			x.out.Created = true
-		} else {
-			x.out.PreRestore = req.Pool + "/" + PreRestoreName(req.Volume, x.req.Now())
+		x.out.Created = !exists
+		if exists && preName != "" {
+			x.out.PreRestore = req.Pool + "/" + preName
 		}
 		return nil
 	}
 	volBytes := size
-	if !exists {
+	switch {
+	case !exists:
 		if volBytes, err = x.pool.CreateVolume(ctx, req.Volume, snap.SizeBytes); err != nil {
 			return fmt.Errorf("restore: create %s: %w", target, err)
 		}
 		x.out.Created = true
 		x.obs.Notice(fmt.Sprintf("created %s (%d bytes) for %s", target, volBytes, snap.Name))
-	} else {
-		name := PreRestoreName(req.Volume, x.req.Now())
+		if err := x.pool.SetIntent(ctx, req.Volume, Intent{Snapshot: snap.Name, GUID: snap.GUID, Created: true}); err != nil {
+			return err
+		}
+		x.failpoint(FailpointAfterIntent)
+	case intent != nil:
+		x.out.Created = intent.Created
+		if intent.PreRestore != "" {
+			x.out.PreRestore = req.Pool + "/" + intent.PreRestore
+		}
+		if intent.Snapshot != snap.Name || intent.GUID != snap.GUID {
+			in := *intent
+			in.Snapshot, in.GUID = snap.Name, snap.GUID
+			if err := x.pool.SetIntent(ctx, req.Volume, in); err != nil {
+				return err
+			}
+		}
+	default:
+		// The intent first: a kill before the snapshot exists leaves a
+		// record whose snapshot is missing, which the next run drops
+		// (nothing was written yet).
+		if err := x.pool.SetIntent(ctx, req.Volume, Intent{Snapshot: snap.Name, GUID: snap.GUID, PreRestore: preName}); err != nil {
+			return err
+		}
+		x.failpoint(FailpointAfterIntent)
 		chunk := max(plan.BlockBytes, 4096)
 		cowBytes := COWBytes(plan.Bytes()+plan.SparseBytes(), chunk)
-		if err := x.pool.CreateSnapshot(ctx, name, req.Volume, cowBytes, chunk); err != nil {
-			return fmt.Errorf("restore: pre-restore snapshot of %s: %w", target, err)
+		if err := x.pool.CreateSnapshot(ctx, preName, req.Volume, cowBytes, chunk); err != nil {
+			err = fmt.Errorf("restore: pre-restore snapshot of %s: %w", target, err)
+			return errors.Join(err, x.pool.ClearIntent(context.WithoutCancel(ctx), req.Volume))
 		}
-		x.out.PreRestore = req.Pool + "/" + name
+		x.out.PreRestore = req.Pool + "/" + preName
 		x.failpoint(FailpointAfterPreRestore)
 	}
 	if err := x.copy(ctx, snap, plan, volBytes); err != nil {
-		return err
+		return x.interrupted(err)
 	}
 	x.failpoint(FailpointAfterCopy)
 	if x.out.Verified || (!exists && req.Verify == VerifyOn) {
 		x.out.Verified = false
 		if err := x.verify(ctx, snap, plan); err != nil {
-			return err
+			return x.interrupted(err)
 		}
 		x.out.Verified = true
 	}
-	return nil
+	x.failpoint(FailpointAfterVerify)
+	return x.pool.ClearIntent(context.WithoutCancel(ctx), req.Volume)
+}
+
+// interrupted adds to the error of a restore that wrote part of the
+// volume what to do next.
+func (x *run) interrupted(err error) error {
+	undo := ""
+	if x.out.PreRestore != "" {
+		undo = ", or roll it back with dmsnap merge " + x.out.PreRestore
+	}
+	return fmt.Errorf("%w; %s is partly restored: rerun the restore to finish it%s", err, x.out.Target, undo)
 }
 
 // plan decides full or differential and computes the plan.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -64,10 +65,17 @@ type fakePool struct {
 	readers int
 	// corrupt, if set, drops writes at this offset (a lying device).
 	corrupt int64
+	intents map[string]Intent
+	mu      sync.Mutex // the copy's writers call write at once
+	// dead: the process was killed; nothing reaches the disks any more.
+	dead bool
 }
 
+var errDead = errors.New("killed")
+
 func newFakePool() *fakePool {
-	return &fakePool{vols: map[string]*memDev{}, snaps: map[string]*fakeSnap{}, open: map[string]bool{}, extent: 64 * kib, corrupt: -1}
+	return &fakePool{vols: map[string]*memDev{}, snaps: map[string]*fakeSnap{}, open: map[string]bool{}, extent: 64 * kib, corrupt: -1,
+		intents: map[string]Intent{}}
 }
 
 func (p *fakePool) snapshot(t *testing.T, name, origin string, cowBytes, chunk int64) {
@@ -93,6 +101,11 @@ func (p *fakePool) view(name string) []byte {
 
 // write writes b at off of volume name, copying out to its snapshots.
 func (p *fakePool) write(name string, b []byte, off int64) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.dead {
+		return errDead
+	}
 	v := p.vols[name]
 	for _, s := range p.snaps {
 		if s.origin != name || s.invalid {
@@ -143,6 +156,9 @@ func (p *fakePool) InUse(name string) (string, error) {
 func (p *fakePool) Has(name string) bool { _, a := p.vols[name]; _, b := p.snaps[name]; return a || b }
 
 func (p *fakePool) CreateVolume(_ context.Context, name string, size int64) (int64, error) {
+	if p.dead {
+		return 0, errDead
+	}
 	size = (size + p.extent - 1) / p.extent * p.extent
 	b := make([]byte, size)
 	for i := range b {
@@ -153,6 +169,9 @@ func (p *fakePool) CreateVolume(_ context.Context, name string, size int64) (int
 }
 
 func (p *fakePool) CreateSnapshot(_ context.Context, name, origin string, cowBytes, chunk int64) error {
+	if p.dead {
+		return errDead
+	}
 	if _, ok := p.vols[origin]; !ok {
 		return fmt.Errorf("no origin %s", origin)
 	}
@@ -198,6 +217,43 @@ func (p *fakePool) ReadVolume(name string) (ingest.Device, error) {
 }
 
 func (p *fakePool) Close() {}
+
+func (p *fakePool) Intent(name string) (*Intent, error) {
+	if in, ok := p.intents[name]; ok {
+		return &in, nil
+	}
+	return nil, nil
+}
+
+func (p *fakePool) SetIntent(_ context.Context, name string, in Intent) error {
+	if p.dead {
+		return errDead
+	}
+	p.intents[name] = in
+	return nil
+}
+
+func (p *fakePool) ClearIntent(_ context.Context, name string) error {
+	if p.dead {
+		return errDead
+	}
+	delete(p.intents, name)
+	return nil
+}
+
+// merge merges the snapshot name into its origin, as dmsnap merge does.
+func (p *fakePool) merge(t *testing.T, name string) {
+	t.Helper()
+	s := p.snaps[name]
+	b := p.view(name)
+	delete(p.snaps, name)
+	for c := range s.have { // the kernel writes back the COW's chunks only
+		off := int64(c) * s.chunk
+		if err := p.write(s.origin, b[off:off+s.chunk], off); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
 
 // fakeZFS is a zvol with snapshots, in createtxg order.
 type fakeZFS struct {
@@ -566,5 +622,116 @@ func TestCOWBytes(t *testing.T) {
 	// exceptions, one spare area.
 	if got := COWBytes(1000*4*kib-5, 4*kib); got != (1+1000+4+1)*4*kib {
 		t.Fatalf("%d", got)
+	}
+}
+
+// kill returns a failpoint hook that kills the process at fp: from then
+// on nothing reaches the fake's disks or metadata.
+func (p *fakePool) kill(fp string) func(string) {
+	return func(name string) {
+		if name == fp {
+			p.mu.Lock()
+			p.dead = true
+			p.mu.Unlock()
+		}
+	}
+}
+
+// TestRunKilled kills a differential restore at each step (a panic out
+// of the failpoint: nothing after it runs), then either reruns it or
+// merges the pre-restore snapshot. The volume is then exactly SNAP or
+// exactly its old content, never a mix; the record is gone; there is one
+// pre-restore snapshot at most.
+func TestRunKilled(t *testing.T) {
+	for _, fp := range []string{FailpointAfterIntent, FailpointAfterPreRestore, FailpointMidCopy, FailpointAfterCopy, FailpointAfterVerify} {
+		for _, then := range []string{"rerun", "merge"} {
+			t.Run(fp+"/"+then, func(t *testing.T) {
+				o := newOrigin(t, 5)
+				p := o.env.pool
+				before := bytes.Clone(p.vols["base"].b)
+				snap := o.snaps[0].Name
+				req := request(o.z, snap, "base")
+				req.Failpoint = p.kill(fp)
+				if _, err := Run(context.Background(), o.env, req); !errors.Is(err, errDead) {
+					t.Fatalf("killed at %s: %v", fp, err)
+				}
+				p.dead = false // rebooted
+				in, ok := p.intents["base"]
+				if !ok {
+					t.Fatal("no intent recorded for a restore killed mid-way")
+				}
+				pre := in.PreRestore
+				if then == "merge" {
+					if _, ok := p.snaps[pre]; !ok {
+						if fp != FailpointAfterIntent {
+							t.Fatalf("no pre-restore snapshot after %s", fp)
+						}
+					} else {
+						p.merge(t, pre)
+					}
+					if !bytes.Equal(p.vols["base"].b, before) {
+						t.Fatal("merging the pre-restore snapshot did not bring back the old content")
+					}
+					// The next restore finds the record stale and drops it.
+					req = request(o.z, snap, "base")
+					req.DryRun = true
+					if _, err := Run(context.Background(), o.env, req); err != nil {
+						t.Fatal(err)
+					}
+					if _, ok := p.intents["base"]; !ok {
+						t.Fatal("a dry run dropped the record")
+					}
+					req.DryRun = false
+				}
+				req = request(o.z, snap, "base")
+				res, err := Run(context.Background(), o.env, req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(p.vols["base"].b, o.z.data[snap]) {
+					t.Fatal("the rerun did not restore SNAP")
+				}
+				if _, ok := p.intents["base"]; ok {
+					t.Fatal("the record stayed after the rerun")
+				}
+				npre := 0
+				for n := range p.snaps {
+					if strings.Contains(n, "-pre-restore-") {
+						npre++
+					}
+				}
+				wantResumed := fp != FailpointAfterIntent && then == "rerun"
+				if npre != 1 || (res.Resumed != "") != wantResumed || !res.Plan.Differential {
+					t.Fatalf("%d pre-restore snapshots, resumed %q (want %v), %+v", npre, res.Resumed, wantResumed, res.Plan)
+				}
+				if then == "rerun" && !bytes.Equal(p.view(strings.TrimPrefix(res.PreRestore, "vg0/")), before) {
+					t.Fatal("the pre-restore snapshot of the resumed restore does not show the old content")
+				}
+			})
+		}
+	}
+}
+
+// TestRunKilledCreating: a restore into a new volume killed mid-copy is
+// finished in full by the rerun, with no pre-restore snapshot.
+func TestRunKilledCreating(t *testing.T) {
+	z := newZFS()
+	b := make([]byte, volSize)
+	randomData(rand.New(rand.NewPCG(8, 8)), b, 50, 4*kib)
+	s := z.take("s1", b)
+	env := &fakeEnv{pool: newFakePool()}
+	req := request(z, s.Name, "new")
+	req.Failpoint = env.pool.kill(FailpointMidCopy)
+	if _, err := Run(context.Background(), env, req); !errors.Is(err, errDead) {
+		t.Fatal(err)
+	}
+	env.pool.dead = false
+	if in := env.pool.intents["new"]; !in.Created {
+		t.Fatalf("intent %+v", in)
+	}
+	res, err := Run(context.Background(), env, request(z, s.Name, "new"))
+	if err != nil || res.PreRestore != "" || res.Resumed != s.Name || !strings.Contains(res.Plan.Reason, "interrupted restore created") ||
+		!bytes.Equal(env.pool.vols["new"].b, b) || len(env.pool.snaps) != 0 || len(env.pool.intents) != 0 {
+		t.Fatalf("%+v %v", res, err)
 	}
 }

@@ -128,4 +128,3 @@ func overlaps(rs []ingest.Range, off, end int64) bool {
 	})
 	return i < len(rs) && rs[i].Off < end
 }
-

@@ -37,7 +37,7 @@ func (z *ZFSSource) Snapshot(ctx context.Context, name string) (SnapInfo, error)
 	if _, err := ParseSnapshot(name); err != nil {
 		return SnapInfo{}, err
 	}
-	m, err := z.R.Get(ctx, name, "type", "guid", "createtxg", "volsize", "volblocksize")
+	m, err := z.R.Get(ctx, name, "type", "guid", "createtxg", "volsize")
 	if err != nil {
 		return SnapInfo{}, err
 	}
@@ -56,14 +56,16 @@ func (z *ZFSSource) Snapshot(ctx context.Context, name string) (SnapInfo, error)
 			return SnapInfo{}, fmt.Errorf("zfs get %s %s = %q: %w", f.prop, name, m[f.prop], zfs.ErrSyntax)
 		}
 	}
-	for _, f := range []struct {
-		prop string
-		dst  *int64
-	}{{"volsize", &s.SizeBytes}, {"volblocksize", &s.BlockBytes}} {
-		if *f.dst, err = strconv.ParseInt(m[f.prop], 10, 64); err != nil {
-			return SnapInfo{}, fmt.Errorf("zfs get %s %s = %q: %w", f.prop, name, m[f.prop], zfs.ErrSyntax)
-		}
+	if s.SizeBytes, err = strconv.ParseInt(m["volsize"], 10, 64); err != nil {
+		return SnapInfo{}, fmt.Errorf("zfs get volsize %s = %q: %w", name, m["volsize"], zfs.ErrSyntax)
 	}
+	// A snapshot has no volblocksize of its own; the zvol's cannot
+	// change after its creation.
+	v, err := z.R.Volume(ctx, s.Dataset())
+	if err != nil {
+		return SnapInfo{}, err
+	}
+	s.BlockBytes = int64(v.VolBlockSizeBytes)
 	return s, nil
 }
 

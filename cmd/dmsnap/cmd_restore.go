@@ -156,6 +156,8 @@ const (
 	fpRestoreAfterPreRestore = restore.FailpointAfterPreRestore
 	fpRestoreMidCopy         = restore.FailpointMidCopy
 	fpRestoreAfterCopy       = restore.FailpointAfterCopy
+	fpRestoreAfterIntent     = restore.FailpointAfterIntent
+	fpRestoreAfterVerify     = restore.FailpointAfterVerify
 )
 
 // restoreFailpoint fires the restore's failpoints; the mid-copy one also

@@ -229,3 +229,75 @@ func TestRestoreZFSBadInput(t *testing.T) {
 		t.Fatalf("--full after the refusal: %+v", j)
 	}
 }
+
+// TestRestoreZFSKilled kills a differential restore at each step, then
+// alternately reruns it or activates the pool:
+//   - until then ingest refuses the volume (but for a kill before the
+//     pre-restore snapshot exists: nothing was written);
+//   - the rerun finishes it: base equals SNAP, it says it resumed;
+//   - activate rolls it back by merging the pre-restore snapshot: base
+//     equals its old content, and the record goes stale;
+//   - in the end the next ingest is incremental and the zvol equals base.
+func TestRestoreZFSKilled(t *testing.T) {
+	f, snaps, digests := newRestoreFixture(t)
+	snap, seq := snaps[0], 3
+	for i, fp := range []string{fpRestoreAfterIntent, fpRestoreAfterPreRestore, fpRestoreMidCopy, fpRestoreAfterCopy, fpRestoreAfterVerify} {
+		for _, then := range []string{"rerun", "activate"} {
+			f.scribble(10)
+			before := digest(t, f.origin, f.size)
+			f.e.crash(fp, "restore", snap, f.pool+"/base")
+			code, _, errs := f.e.run("ingest", f.pool+"/base", f.ds, "--cow", "8M")
+			if refused := code != 0 && strings.Contains(errs, "is being restored"); refused != (fp != fpRestoreAfterIntent) {
+				t.Errorf("%s: ingest after the kill: exit %d %q", fp, code, errs)
+			}
+			if code == 0 {
+				seq++ // nothing was restored yet: a normal ingest
+			}
+			pre := f.preRestore()
+			switch then {
+			case "rerun":
+				j := f.restore(snap, f.pool+"/base")
+				if digest(t, f.origin, f.size) != digests[snap] {
+					t.Fatalf("%s: the rerun did not restore %s", fp, snap)
+				}
+				if j.PreRestore == "" || (pre != "" && j.PreRestore != f.pool+"/"+pre) {
+					t.Errorf("%s: the rerun took pre-restore snapshot %s, the killed run %s", fp, j.PreRestore, pre)
+				}
+				f.e.mustRun("remove", j.PreRestore)
+			case "activate":
+				out := f.e.mustRun("activate", f.pool)
+				if pre != "" {
+					if !strings.Contains(out, "rolled back") {
+						t.Errorf("%s: activate did not say it rolled the restore back: %s", fp, out)
+					}
+					f.e.run("merge", "--watch", f.pool+"/"+pre) // finishes it, if the kernel has not yet
+					if p := f.preRestore(); p != "" {
+						t.Fatalf("%s: %s still there after its merge", fp, p)
+					}
+				}
+				if digest(t, f.origin, f.size) != before {
+					t.Fatalf("%s: after activate base is not its content before the restore: %s", fp, out)
+				}
+			}
+			if code, _, errs := f.e.run("restore", "--dry-run", snap, f.pool+"/base"); code != 0 {
+				t.Fatalf("%s/%s: restore --dry-run afterwards: %s", fp, then, errs)
+			}
+			t.Logf("kill %d at %s, then %s: ok", i, fp, then)
+		}
+	}
+	j := f.ingest(seq + 1)
+	if j.Full {
+		t.Errorf("the ingest after the kills was full: %s", j.FullReason)
+	}
+}
+
+// preRestore returns the name of base's pre-restore snapshot, "" if none.
+func (f *ingestFixture) preRestore() string {
+	f.t.Helper()
+	for _, tok := range strings.Fields(f.e.mustRun("ls", f.pool)) {
+		if _, name, ok := strings.Cut(tok, "base-pre-restore-"); ok {
+			return "base-pre-restore-" + name
+		}
+	}
+	return ""
+}
