@@ -20,5 +20,16 @@
 // cursor's writes is the caller's decision (ingest's lineage record);
 // when it does not, the caller plans [Full].
 //
-// Imports ingest (its Range and plan arithmetic), cow and zfs/sendstream.
+// [Run] executes a restore (full into a new or existing volume, or
+// differential onto the ingest origin), with a pre-restore snapshot as
+// the undo, an intent record for crash safety and a verification; the
+// pool, locks and lineage come through [Env], ZFS through [Source]
+// ([ZFSSource] reads SNAP through a temporary read-only clone).
+//
+// Hazards: a refused restore changes nothing; once the intent is
+// recorded the volume may be a mix until the restore is finished (rerun)
+// or rolled back (merge of the pre-restore snapshot).
+//
+// Imports ingest (its Range, plan arithmetic, copy loop and lineage),
+// cow, zfs and zfs/sendstream.
 package restore
