@@ -1,7 +1,8 @@
-// Package restore plans restores from a ZFS zvol snapshot back onto a
-// dmsnap volume (issue #18). It is pure logic: it decides which byte
-// ranges of the volume must be copied from the snapshot and says why; it
-// opens no device and runs no command.
+// Package restore restores a ZFS zvol snapshot back onto a dmsnap volume
+// (issue #18). Its planning ([Full], [Differential], [CheckLineage]) is
+// pure logic: which byte ranges of the volume must be copied from the
+// snapshot, and why. It opens devices and runs zfs(8) only through the
+// interfaces [Run] is given.
 //
 // A differential restore onto the zvol's own ingest origin copies the
 // union of
