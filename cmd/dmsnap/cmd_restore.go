@@ -81,6 +81,7 @@ type jsonRestore struct {
 	SparseBytes   int64   `json:"sparse_bytes"`
 	Ranges        int     `json:"ranges"`
 	PreRestore    string  `json:"pre_restore,omitempty"`
+	Resumed       string  `json:"resumed,omitempty"` // the SNAP of the interrupted restore this one finished
 	Undo          string  `json:"undo,omitempty"` // the command that rolls the restore back
 	Keep          string  `json:"keep,omitempty"` // the command that drops the pre-restore snapshot
 	BytesRead     int64   `json:"bytes_read"`
@@ -113,7 +114,7 @@ func runRestore(ctx context.Context, gopts *globalOptions, opts restoreOptions) 
 	p := res.Plan
 	out := jsonRestore{Snapshot: res.Snapshot, GUID: res.GUID, Target: res.Target, DryRun: res.DryRun, Created: res.Created,
 		Differential: p.Differential, Reason: p.Reason, PlanBytes: p.Bytes(), SparseBytes: p.SparseBytes(), Ranges: len(p.Ranges),
-		PreRestore: res.PreRestore, BytesRead: res.Stats.BytesRead, BytesWritten: res.Stats.BytesWritten,
+		PreRestore: res.PreRestore, Resumed: res.Resumed, BytesRead: res.Stats.BytesRead, BytesWritten: res.Stats.BytesWritten,
 		BytesZeroed: res.Stats.BytesZeroed, BytesSkipped: res.Stats.BytesSkipped,
 		Verified: res.Verified, VerifiedBytes: res.VerifiedBytes, SampledBytes: res.SampledBytes, Seconds: res.Seconds}
 	if res.PreRestore != "" {
