@@ -546,7 +546,11 @@ func (x *run) copy(ctx context.Context, snap SnapInfo, plan Plan, volBytes int64
 	if err != nil {
 		return fmt.Errorf("restore: open %s: %w", snap.Name, err)
 	}
-	defer src.Close()
+	defer func() {
+		if cerr := src.Close(); cerr != nil {
+			x.obs.Warn(fmt.Sprintf("restore: close %s: %v", snap.Name, cerr))
+		}
+	}()
 	if src.Size() < snap.SizeBytes {
 		return fmt.Errorf("restore: the device of %s is %d bytes, volsize %d", snap.Name, src.Size(), snap.SizeBytes)
 	}

@@ -22,7 +22,11 @@ func (x *run) verify(ctx context.Context, snap SnapInfo, plan Plan) error {
 	if err != nil {
 		return fmt.Errorf("verify: open %s: %w", snap.Name, err)
 	}
-	defer src.Close()
+	defer func() {
+		if cerr := src.Close(); cerr != nil {
+			x.obs.Warn(fmt.Sprintf("verify: close %s: %v", snap.Name, cerr))
+		}
+	}()
 	dst, err := x.pool.ReadVolume(x.req.Volume)
 	if err != nil {
 		return fmt.Errorf("verify: open %s: %w", x.out.Target, err)

@@ -158,7 +158,7 @@ func (z *ZFSSource) destroyClone(clone string) error {
 	defer cancel()
 	var err error
 	for range 50 {
-		if err = z.R.DestroyIfExists(ctx, clone); !errors.Is(err, zfs.ErrBusy) {
+		if err = z.R.DestroyClone(ctx, clone); !errors.Is(err, zfs.ErrBusy) {
 			return err
 		}
 		time.Sleep(100 * time.Millisecond)

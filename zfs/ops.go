@@ -167,7 +167,7 @@ func (r *Runner) MoveBookmark(ctx context.Context, snapshot, bookmark string) er
 }
 
 // Destroy runs `zfs destroy NAME` for one snapshot or bookmark (never a
-// dataset: this package does not destroy datasets). Errors:
+// dataset: this package destroys only clones, with [Runner.DestroyClone]). Errors:
 // [ErrDatasetNotFound], [ErrBusy].
 func (r *Runner) Destroy(ctx context.Context, name string) error {
 	k := Snapshot
@@ -218,4 +218,33 @@ func (r *Runner) Clone(ctx context.Context, snapshot, clone string, props ...str
 		args = append(args, "-o", p)
 	}
 	return r.Run(ctx, BinZFS, append(args, snapshot, clone), clone, nil, nil)
+}
+
+// ErrNotAClone: DestroyClone was asked to destroy a dataset that is not
+// a clone.
+var ErrNotAClone = errors.New("dataset is not a clone")
+
+// DestroyClone runs `zfs destroy NAME` for a clone (its `origin`
+// property names a snapshot), the only kind of dataset this package
+// destroys; a missing clone is success. Errors: [ErrNotAClone] (nothing
+// destroyed), [ErrBusy].
+func (r *Runner) DestroyClone(ctx context.Context, name string) error {
+	if err := CheckDatasetName(name); err != nil {
+		return err
+	}
+	m, err := r.Get(ctx, name, "origin")
+	if errors.Is(err, ErrDatasetNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if o := m["origin"]; o == "" || o == "-" {
+		return fmt.Errorf("refusing to destroy %s: %w", name, ErrNotAClone)
+	}
+	err = r.Run(ctx, BinZFS, []string{"destroy", name}, name, nil, nil)
+	if errors.Is(err, ErrDatasetNotFound) {
+		return nil
+	}
+	return err
 }
