@@ -53,13 +53,6 @@ var stdlibOnly = map[string]bool{"cow": true, "zfs": true, "schedule": true, "zf
 // unsafe: every raw syscall and pointer cast lives in one place.
 const rawOnly = "internal/sys"
 
-// rawTestExceptions are test files (package: import) that still use the
-// raw packages; adding one fails the test.
-var rawTestExceptions = map[string]bool{
-	"dm: golang.org/x/sys/unix":    true,
-	"dm: unsafe":                   true,
-	"merge: golang.org/x/sys/unix": true,
-}
 
 type pkg struct {
 	ImportPath   string
@@ -150,7 +143,7 @@ func violations(module string, pkgs map[string]*pkg) []string {
 			}
 		}
 		for _, imp := range append(append([]string(nil), p.TestImports...), p.XTestImports...) {
-			if (imp == "unsafe" || imp == "golang.org/x/sys/unix") && name != rawOnly && !rawTestExceptions[name+": "+imp] {
+			if (imp == "unsafe" || imp == "golang.org/x/sys/unix") && name != rawOnly {
 				bad("%s's tests import %s: only %s may (use internal/testutil)", name, imp, rawOnly)
 			}
 		}
