@@ -27,7 +27,7 @@ func cowCount(t testing.TB, pool, snap string) int {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	s, err := cow.Open(src.r, src.size)
+	s, err := cow.Open(src, src.Size())
 	if err != nil {
 		t.Fatal(err)
 	}

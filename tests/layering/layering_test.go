@@ -29,6 +29,7 @@ var layers = map[string]int{
 	"lvm2":               0,
 	"zfs/sendstream":     0,
 	"internal/loop":      1,
+	"internal/blockdev":  1,
 	"dm":                 1,
 	"retention":          1,
 	"merge":              2,
@@ -52,7 +53,6 @@ var stdlibOnly = map[string]bool{"cow": true, "zfs": true, "schedule": true, "zf
 // rawOnly is the only package that may import golang.org/x/sys/unix or
 // unsafe: every raw syscall and pointer cast lives in one place.
 const rawOnly = "internal/sys"
-
 
 type pkg struct {
 	ImportPath   string
