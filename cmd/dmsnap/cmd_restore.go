@@ -5,13 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/dmsnap/dmsnap/dm"
 	"github.com/dmsnap/dmsnap/ingest"
+	"github.com/dmsnap/dmsnap/internal/blockdev"
 	"github.com/dmsnap/dmsnap/internal/failpoint"
 	"github.com/dmsnap/dmsnap/internal/lock"
-	"github.com/dmsnap/dmsnap/internal/sys"
 	"github.com/dmsnap/dmsnap/lvm"
 	"github.com/dmsnap/dmsnap/pool"
 	"github.com/dmsnap/dmsnap/restore"
@@ -82,8 +81,8 @@ type jsonRestore struct {
 	Ranges        int     `json:"ranges"`
 	PreRestore    string  `json:"pre_restore,omitempty"`
 	Resumed       string  `json:"resumed,omitempty"` // the SNAP of the interrupted restore this one finished
-	Undo          string  `json:"undo,omitempty"` // the command that rolls the restore back
-	Keep          string  `json:"keep,omitempty"` // the command that drops the pre-restore snapshot
+	Undo          string  `json:"undo,omitempty"`    // the command that rolls the restore back
+	Keep          string  `json:"keep,omitempty"`    // the command that drops the pre-restore snapshot
 	BytesRead     int64   `json:"bytes_read"`
 	BytesWritten  int64   `json:"bytes_written"`
 	BytesZeroed   int64   `json:"bytes_zeroed"`
@@ -320,11 +319,7 @@ func (p *restorePool) OpenCOW(name string) (ingest.Device, error) {
 }
 
 func (p *restorePool) OpenVolume(name string) (restore.Volume, error) {
-	f, err := os.OpenFile(dm.DevicePath(lvm.DMName(p.s.Name, name, lvm.LayerNone)), os.O_WRONLY|sys.OpenFlagsCloexec, 0)
-	if err != nil {
-		return nil, err
-	}
-	return &zvolTarget{f: f}, nil
+	return blockdev.OpenWriter(dm.DevicePath(lvm.DMName(p.s.Name, name, lvm.LayerNone)))
 }
 
 func (p *restorePool) ReadVolume(name string) (ingest.Device, error) {

@@ -21,7 +21,7 @@ const restoreOriginBytes = 16 << 20
 // two more volumes), with three ingests committed; it returns the
 // sha256 of each ingest snapshot, by name.
 func newRestoreFixture(t *testing.T) (*ingestFixture, []string, map[string][32]byte) {
-	requireZFSTier(t)
+	testutil.RequireZFSTier(t)
 	e := newCLIEnv(t)
 	pool := "t" + strings.TrimPrefix(testutil.UniqueName(t), testutil.DMNamePrefix)
 	e.mustRun("pool", "create", pool, e.image("a.img", 96<<20), e.image("b.img", 96<<20))
@@ -35,7 +35,7 @@ func newRestoreFixture(t *testing.T) (*ingestFixture, []string, map[string][32]b
 	if err := writeAt(t, f.origin, 0, randBytes(restoreOriginBytes)); err != nil {
 		t.Fatal(err)
 	}
-	f.zpool = scratchZpool(t, 512<<20)
+	f.zpool = testutil.ScratchZpool(t, 512<<20)
 	f.ds = f.zpool + "/vol"
 	var snaps []string
 	digests := map[string][32]byte{}
