@@ -193,12 +193,13 @@ func stallRows(b *testing.B, bin string, emit func(Row)) {
 		dw = append(dw, worst)
 		floor, _ := stallWindow(b, origin, span, func() { time.Sleep(took) })
 		fw = append(fw, floor)
-		worst, _ = stallWindow(b, lvOrigin, span, func() {
+		worst, ltook := stallWindow(b, lvOrigin, span, func() {
 			g.run(b, "lvcreate", "-y", "-s", "-L", "16M", "-c", "4k", "-n", fmt.Sprintf("st%d", i), g.vg+"/origin")
 		})
 		g.run(b, "lvremove", "-f", fmt.Sprintf("%s/st%d", g.vg, i))
 		lw = append(lw, worst)
-		fmt.Printf("stall %d: dmsnap %v (create %v), floor %v, lvcreate %v\n", i, dw[i], took.Round(time.Millisecond), fw[i], lw[i])
+		fmt.Printf("stall %d: worst write: dmsnap %v (create %v), floor %v, lvcreate %v (lvcreate %v)\n",
+			i, dw[i], took.Round(time.Millisecond), fw[i], lw[i], ltook.Round(time.Millisecond))
 	}
 	emit(Seconds(fmt.Sprintf("worst 4 KiB O_DIRECT write latency on the origin while a snapshot is taken, worst of %d", iters),
 		"`lvcreate -s`", slices.Max(dw), slices.Max(lw)))
