@@ -34,7 +34,7 @@ func BenchmarkCompare(b *testing.B) {
 	}
 	runSections(b, bin, []section{
 		{"startup", startupRows},
-		{"commands", func(b *testing.B, bin string, emit func(Row)) { commandRows(b, bin, quickOr(50, 5), emit) }},
+		{"commands", func(b *testing.B, bin string, emit func(Row)) { commandRows(b, bin, quickOr(20, 5), emit) }},
 		{"stall", stallRows},
 		{"merge", mergeRows},
 		{"ls", lsRows},

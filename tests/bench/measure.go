@@ -89,3 +89,20 @@ func LsCounts(total, origins int) []int {
 	}
 	return out
 }
+
+// LsTotals parses $DMSNAP_BENCH_LS, a comma-separated list of increasing
+// positive snapshot counts; empty gives def.
+func LsTotals(v string, def []int) ([]int, error) {
+	if v == "" {
+		return def, nil
+	}
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 || (len(out) > 0 && n <= out[len(out)-1]) {
+			return nil, fmt.Errorf("DMSNAP_BENCH_LS=%q: want increasing positive counts, e.g. 10,100,1000", v)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}

@@ -77,3 +77,18 @@ func TestLsCounts(t *testing.T) {
 		t.Errorf("sum %d", sum)
 	}
 }
+
+func TestLsTotals(t *testing.T) {
+	got, err := LsTotals("10, 100,1000", nil)
+	if err != nil || len(got) != 3 || got[2] != 1000 {
+		t.Errorf("LsTotals = %v, %v", got, err)
+	}
+	if got, _ := LsTotals("", []int{7}); len(got) != 1 || got[0] != 7 {
+		t.Errorf("default: %v", got)
+	}
+	for _, bad := range []string{"x", "10,5", "0", "10,,20"} {
+		if _, err := LsTotals(bad, nil); err == nil {
+			t.Errorf("LsTotals(%q): no error", bad)
+		}
+	}
+}
