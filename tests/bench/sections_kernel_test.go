@@ -174,7 +174,7 @@ func stallWindow(b *testing.B, dev string, span int64, act func()) (worst, took 
 // window as long as dmsnap's create, with nothing taken.
 func stallRows(b *testing.B, bin string, emit func(Row)) {
 	const span = 64 << 20
-	iters := quickOr(7, 2)
+	iters := quickOr(5, 2)
 	d := dmsnap{bin, b.TempDir()}
 	pool := "bs" + strings.TrimPrefix(testutil.UniqueName(b), testutil.DMNamePrefix)
 	origin := newPool(b, d, pool, "256M", span)
