@@ -42,12 +42,13 @@ CMD_SHARDS  ?= 4
 ZFS_SHARDS  ?= 2
 shards       = $(shell seq 1 $(1))
 # Packages with kernel tests are those with a *_kernel_test.go file; those
-# whose kernel tests name DMSNAP_ZFS_TIER run whole in the ZFS tier instead.
+# whose kernel tests name DMSNAP_ZFS_TIER (or testutil.RequireZFSTier) run
+# whole in the ZFS tier instead.
 # cmd/dmsnap is sharded and tests/ drive the VM from the host, so both are
 # jobs of their own.
 KERNEL_TESTS := $(wildcard */*_kernel_test.go */*/*_kernel_test.go)
 dirs_of      = $(filter-out cmd/dmsnap tests/%,$(patsubst %/,%,$(sort $(dir $(1)))))
-ZFS_DIRS    := $(call dirs_of,$(shell grep -l DMSNAP_ZFS_TIER $(KERNEL_TESTS) /dev/null))
+ZFS_DIRS    := $(call dirs_of,$(shell grep -lE 'DMSNAP_ZFS_TIER|RequireZFSTier' $(KERNEL_TESTS) /dev/null))
 KERNEL_DIRS := $(filter-out $(ZFS_DIRS),$(call dirs_of,$(KERNEL_TESTS)))
 job          = $(subst /,+,$(1))
 

@@ -90,7 +90,7 @@ func distinctChunks(rng *rand.Rand, n int, limit uint64, avoid []cow.Chunk) []co
 //
 // With -update each image is stored in testdata/ for TestGolden.
 func TestKernelGolden(t *testing.T) {
-	c := newClient(t)
+	c := testutil.Client(t)
 	release := kernelRelease(t)
 	const originBytes = 8 * mib
 	for i, sc := range goldenScenarios {
@@ -261,7 +261,7 @@ func writeGolden(t *testing.T, release, scenario string, img []byte, want golden
 //     equals the status, and ChangedExtents are the written runs merged
 //     where adjacent.
 func TestKernelCrossCheck(t *testing.T) {
-	c := newClient(t)
+	c := testutil.Client(t)
 	seed := uint64(time.Now().UnixNano())
 	if v := os.Getenv("DMSNAP_COW_SEED"); v != "" {
 		var err error
@@ -289,7 +289,7 @@ func TestKernelCrossCheck(t *testing.T) {
 				total += n
 			}
 			st, raw := s.status()
-			img := readDirect(t, s.cowLoop.Path(), 0, cowBytes)
+			img := testutil.ReadDirect(t, s.cowLoop.Path(), 0, cowBytes)
 			store, err := cow.Decoder{ExpectChunkSectors: chunkSectors}.Open(bytes.NewReader(img), cowBytes)
 			if err != nil {
 				t.Fatal(err)
@@ -327,7 +327,7 @@ func TestKernelCrossCheck(t *testing.T) {
 func (s *stack) mustWriteRun(path string, start cow.Chunk, n int) {
 	s.t.Helper()
 	cb := s.chunkBytes()
-	buf := alignedBuf(s.t, n*cb)
+	buf := testutil.AlignedBuf(s.t, n*cb)
 	for k := range n {
 		fillChunk(buf[k*cb:(k+1)*cb], tagNew, start+cow.Chunk(k))
 	}
@@ -356,7 +356,7 @@ func (s *stack) mustWriteRun(path string, start cow.Chunk, n int) {
 //     to one of ours add exactly 5 records after ours, holding the
 //     origin's data, and leave ours unchanged.
 func TestKernelAcceptsEncodedStore(t *testing.T) {
-	c := newClient(t)
+	c := testutil.Client(t)
 	const originBytes, cowBytes = 8 * mib, 4 * mib
 	for _, tc := range []struct {
 		chunkSectors uint32
@@ -387,7 +387,7 @@ func TestKernelAcceptsEncodedStore(t *testing.T) {
 			st, raw := s.status()
 			wantUsage(t, ourUsage, st, raw)
 
-			snap := readDirect(t, s.snapInfo.BlockPath(), 0, originBytes)
+			snap := testutil.ReadDirect(t, s.snapInfo.BlockPath(), 0, originBytes)
 			for k := cow.Chunk(0); uint64(k) < limit; k++ {
 				tag := tagOrigin
 				if slices.Contains(ours, k) {

@@ -3,14 +3,11 @@
 package cow_test
 
 import (
-	"bytes"
 	"encoding/binary"
-	"errors"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/dmsnap/dmsnap/cow"
 	"github.com/dmsnap/dmsnap/dm"
@@ -62,23 +59,6 @@ type stack struct {
 	snap, origin string // dm names; "" once removed
 	snapInfo     dm.Info
 	originInfo   dm.Info
-}
-
-// newClient skips outside the kernel tier and opens a Client closed at
-// cleanup.
-func newClient(t *testing.T) *dm.Client {
-	t.Helper()
-	testutil.RequireKernel(t)
-	c, err := dm.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := c.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	return c
 }
 
 // attach creates a file of sizeBytes, lets prepare write to it, and
@@ -157,29 +137,7 @@ func newStack(t *testing.T, c *dm.Client, chunkSectors uint32, originBytes, cowB
 
 func (s *stack) create(name string, l dm.TargetLine) dm.Info {
 	s.t.Helper()
-	info, err := s.c.CreateAndLoad(name, "", []dm.TargetLine{l}, dm.LoadOptions{})
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	s.t.Cleanup(func() { removeRetry(s.t, s.c, name) })
-	return info
-}
-
-// removeRetry removes name, retrying EBUSY briefly: a device just closed
-// can still be held by the kernel for a moment.
-func removeRetry(t *testing.T, c *dm.Client, name string) {
-	t.Helper()
-	var err error
-	for range 100 {
-		if err = c.RemoveIfExists(name, dm.RemoveOptions{}); err == nil {
-			return
-		}
-		if !errors.Is(err, dm.ErrBusy) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Errorf("remove %s: %v", name, err)
+	return testutil.CreateDevice(s.t, s.c, name, "", l)
 }
 
 // deactivate removes the snapshot-origin and snapshot devices, after which
@@ -188,7 +146,7 @@ func (s *stack) deactivate() {
 	s.t.Helper()
 	for _, n := range []*string{&s.origin, &s.snap} {
 		if *n != "" {
-			removeRetry(s.t, s.c, *n)
+			testutil.RemoveRetry(s.t, s.c, *n)
 			*n = ""
 		}
 	}
@@ -220,7 +178,7 @@ func (s *stack) chunkBytes() int { return int(s.chunkSectors) * cow.SectorSize }
 // O_DIRECT to the block device at path, then fsyncs.
 func (s *stack) writeChunks(path, tag string, cs []cow.Chunk) error {
 	s.t.Helper()
-	buf := alignedBuf(s.t, s.chunkBytes())
+	buf := testutil.AlignedBuf(s.t, s.chunkBytes())
 	f, err := os.OpenFile(path, os.O_WRONLY|directFlag, 0)
 	if err != nil {
 		return err
@@ -240,33 +198,6 @@ func (s *stack) mustWriteChunks(path, tag string, cs []cow.Chunk) {
 	if err := s.writeChunks(path, tag, cs); err != nil {
 		s.t.Fatal(err)
 	}
-}
-
-// readDirect reads n bytes at off of the block device at path with
-// O_DIRECT, bypassing a possibly stale page cache.
-func readDirect(t *testing.T, path string, off int64, n int) []byte {
-	t.Helper()
-	buf := alignedBuf(t, n)
-	f, err := os.OpenFile(path, os.O_RDONLY|directFlag, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.ReadAt(buf, off); err != nil {
-		t.Fatalf("read %s: %v", path, err)
-	}
-	return bytes.Clone(buf)
-}
-
-// alignedBuf returns page-aligned memory for O_DIRECT.
-func alignedBuf(t *testing.T, n int) []byte {
-	t.Helper()
-	b, err := syscall.Mmap(-1, 0, n, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = syscall.Munmap(b) })
-	return b
 }
 
 // wantUsage asserts the decoder's usage equals the kernel's status numbers.

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	devmapper "github.com/anatol/devmapper.go"
-	"golang.org/x/sys/unix"
 
 	"github.com/dmsnap/dmsnap/dm"
 	"github.com/dmsnap/dmsnap/internal/sys"
@@ -29,7 +28,7 @@ import (
 //   - data written through the device lands on the loop device
 //   - Remove: Info fails with ErrNotFound/ENXIO, the node is gone
 func TestLinearLifecycle(t *testing.T) {
-	c := newClient(t)
+	c := testutil.Client(t)
 	lo := scratch(t, 8<<20)
 	name, uuid := testutil.UniqueName(t), "DMSNAPTEST-"+strconv.FormatInt(time.Now().UnixNano(), 36)
 	g := newGolden(t, "linear")
@@ -38,7 +37,7 @@ func TestLinearLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { removeRetry(t, c, name) })
+	t.Cleanup(func() { testutil.RemoveRetry(t, c, name) })
 	major := dmMajor(t)
 	want := dm.Info{Name: name, UUID: uuid, Dev: dm.DevNum{Major: major, Minor: created.Dev.Minor}}
 	if created != want {
@@ -93,8 +92,8 @@ func TestLinearLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st := fi.Sys().(*syscall.Stat_t); fi.Mode()&os.ModeDevice == 0 || unix.Major(st.Rdev) != info.Dev.Major || unix.Minor(st.Rdev) != info.Dev.Minor {
-		t.Fatalf("node %s is %v %d:%d, want block %v", dm.DevicePath(name), fi.Mode(), unix.Major(st.Rdev), unix.Minor(st.Rdev), info.Dev)
+	if major, minor, ok := sys.BlockDevNum(fi); !ok || major != info.Dev.Major || minor != info.Dev.Minor {
+		t.Fatalf("node %s is %v %d:%d, want block %v", dm.DevicePath(name), fi.Mode(), major, minor, info.Dev)
 	}
 	if err := dm.RemoveNode(name); err != nil {
 		t.Fatal(err)
@@ -105,9 +104,9 @@ func TestLinearLifecycle(t *testing.T) {
 	if p, err := dm.EnsureNode(context.Background(), info); err != nil || p != dm.DevicePath(name) {
 		t.Fatalf("EnsureNode = %q, %v", p, err)
 	}
-	data := pattern(1, 64<<10)
-	mustWrite(t, dm.DevicePath(name), 1<<20, data)
-	if got := readHash(t, "/dev/loop"+strconv.Itoa(int(lo.Minor)), 1<<20, len(data)); got != hashOf(data) {
+	data := testutil.Pattern(1, 64<<10)
+	testutil.MustWriteDirect(t, dm.DevicePath(name), 1<<20, data)
+	if got := testutil.HashDirect(t, "/dev/loop"+strconv.Itoa(int(lo.Minor)), 1<<20, len(data)); got != testutil.Hash(data) {
 		t.Fatal("data written through the dm device is not on the loop device")
 	}
 
@@ -115,7 +114,7 @@ func TestLinearLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = c.Info(name)
-	if !errors.Is(err, dm.ErrNotFound) || !errors.Is(err, unix.ENXIO) {
+	if !errors.Is(err, dm.ErrNotFound) || !errors.Is(err, syscall.ENXIO) {
 		t.Fatalf("Info after Remove: %v", err)
 	}
 	if got := err.Error(); got != "dm info "+name+": no such device or address" {
@@ -127,7 +126,7 @@ func TestLinearLifecycle(t *testing.T) {
 	if err := c.RemoveIfExists(name, dm.RemoveOptions{}); err != nil {
 		t.Fatalf("RemoveIfExists of a removed device: %v", err)
 	}
-	if _, err := c.Create(name+"/x", ""); !errors.Is(err, unix.EINVAL) {
+	if _, err := c.Create(name+"/x", ""); !errors.Is(err, syscall.EINVAL) {
 		t.Fatalf("Create with a slash: %v", err)
 	}
 }
@@ -137,17 +136,17 @@ func TestLinearLifecycle(t *testing.T) {
 //   - CreateAndLoad with a table the kernel rejects (linear with one argument)
 //     fails with EINVAL and removes the device again
 func TestCreateExisting(t *testing.T) {
-	c := newClient(t)
+	c := testutil.Client(t)
 	info := create(t, c, "", line(0, 8, "zero", ""))
 	_, err := c.Create(info.Name, "")
 	// The kernel answers EBUSY ("device ... already exists" in dmesg).
-	if !errors.Is(err, dm.ErrExist) || !errors.Is(err, unix.EBUSY) {
+	if !errors.Is(err, dm.ErrExist) || !errors.Is(err, syscall.EBUSY) {
 		t.Fatalf("second Create: %v", err)
 	}
 
 	name := testutil.UniqueName(t)
 	_, err = c.CreateAndLoad(name, "", []dm.TargetLine{line(0, 8, "linear", "7:0")}, dm.LoadOptions{})
-	if !errors.Is(err, unix.EINVAL) {
+	if !errors.Is(err, syscall.EINVAL) {
 		t.Fatalf("CreateAndLoad of a bad table: %v", err)
 	}
 	if got, want := err.Error(), "dm load "+name+": invalid argument"; got != want {
@@ -163,14 +162,14 @@ func TestCreateExisting(t *testing.T) {
 //   - the old name is gone (ErrNotFound); renaming onto a taken name is ErrExist
 //   - SetUUID gives a uuid-less device a uuid; a second SetUUID is EINVAL
 func TestRenameAndSetUUID(t *testing.T) {
-	c := newClient(t)
+	c := testutil.Client(t)
 	a := create(t, c, "", line(0, 8, "zero", ""))
 	b := create(t, c, "", line(0, 8, "zero", ""))
 	newName := testutil.UniqueName(t)
 	if err := c.Rename(a.Name, newName); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { removeRetry(t, c, newName) })
+	t.Cleanup(func() { testutil.RemoveRetry(t, c, newName) })
 	info, err := c.Info(newName)
 	if err != nil || info.Dev != a.Dev || info.EventNr != 1 {
 		t.Fatalf("Info after rename: %+v, %v (want dev %v, event 1)", info, err, a.Dev)
@@ -185,7 +184,7 @@ func TestRenameAndSetUUID(t *testing.T) {
 		t.Fatalf("new node: %v", err)
 	}
 	err = c.Rename(newName, b.Name)
-	if !errors.Is(err, dm.ErrExist) || !errors.Is(err, unix.EBUSY) {
+	if !errors.Is(err, dm.ErrExist) || !errors.Is(err, syscall.EBUSY) {
 		t.Fatalf("rename onto a taken name: %v", err)
 	}
 
@@ -195,7 +194,7 @@ func TestRenameAndSetUUID(t *testing.T) {
 	if info, _ := c.Info(newName); info.UUID != "DMSNAPTEST-uuid-"+newName {
 		t.Fatalf("uuid = %q", info.UUID)
 	}
-	if err := c.SetUUID(newName, "other"); !errors.Is(err, unix.EINVAL) {
+	if err := c.SetUUID(newName, "other"); !errors.Is(err, syscall.EINVAL) {
 		t.Fatalf("second SetUUID: %v", err)
 	}
 }
@@ -207,7 +206,7 @@ func TestRenameAndSetUUID(t *testing.T) {
 //     error is joined, not dropped
 //   - WithSuspended with a cancelled ctx does not suspend
 func TestSuspendResume(t *testing.T) {
-	c := newClient(t)
+	c := testutil.Client(t)
 	d := create(t, c, "", line(0, 8, "zero", ""))
 	if err := c.Suspend(d.Name, dm.SuspendOptions{NoFlush: true, NoLockFS: true}); err != nil {
 		t.Fatal(err)
@@ -238,7 +237,7 @@ func TestSuspendResume(t *testing.T) {
 	err = c.WithSuspended(ctx, e.Name, dm.SuspendOptions{}, func() error {
 		return c.Remove(e.Name, dm.RemoveOptions{})
 	})
-	if !errors.Is(err, dm.ErrNotFound) || !errors.Is(err, unix.ENXIO) {
+	if !errors.Is(err, dm.ErrNotFound) || !errors.Is(err, syscall.ENXIO) {
 		t.Fatalf("failed resume not reported: %v", err)
 	}
 	if got, want := err.Error(), "dm resume "+e.Name+": no such device or address"; got != want {
@@ -259,7 +258,7 @@ func TestSuspendResume(t *testing.T) {
 //   - Remove with Deferred succeeds, Info shows DeferredRemove and OpenCount 1
 //   - closing the device removes it
 func TestRemoveBusy(t *testing.T) {
-	c := newClient(t)
+	c := testutil.Client(t)
 	d := create(t, c, "", line(0, 8, "zero", ""))
 	f, err := os.Open(d.BlockPath())
 	if err != nil {
@@ -267,7 +266,7 @@ func TestRemoveBusy(t *testing.T) {
 	}
 	defer f.Close()
 	err = c.Remove(d.Name, dm.RemoveOptions{})
-	if !errors.Is(err, dm.ErrBusy) || !errors.Is(err, unix.EBUSY) {
+	if !errors.Is(err, dm.ErrBusy) || !errors.Is(err, syscall.EBUSY) {
 		t.Fatalf("Remove of an open device: %v", err)
 	}
 	var opErr *dm.OpError
@@ -303,7 +302,7 @@ func TestRemoveBusy(t *testing.T) {
 //   - Wait on a device without events returns ctx's error after the deadline
 //   - Wait for an event that already happened returns at once
 func TestWaitCancel(t *testing.T) {
-	c := newClient(t)
+	c := testutil.Client(t)
 	d := create(t, c, "", line(0, 8, "zero", ""))
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
@@ -325,7 +324,7 @@ func TestWaitCancel(t *testing.T) {
 //   - LIST_VERSIONS has linear and the three snapshot targets (dm-snapshot is loaded by the VM)
 //   - GET_TARGET_VERSION agrees; an unknown type is ErrNotFound
 func TestTargetVersions(t *testing.T) {
-	c := newClient(t)
+	c := testutil.Client(t)
 	if v := c.Version(); v.Major != 4 || v.Minor < 47 {
 		t.Fatalf("interface version %v", v)
 	}
@@ -357,7 +356,7 @@ func TestTargetVersions(t *testing.T) {
 //   - a linear device it creates is seen by our List, Info and Table
 //   - a device we create is removed by it
 func TestDevmapperGoCrossCheck(t *testing.T) {
-	c := newClient(t)
+	c := testutil.Client(t)
 	lo := scratch(t, 8<<20)
 	name := testutil.UniqueName(t)
 	uuid := "DMSNAPTEST-anatol-" + name
@@ -367,7 +366,7 @@ func TestDevmapperGoCrossCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { removeRetry(t, c, name) })
+	t.Cleanup(func() { testutil.RemoveRetry(t, c, name) })
 	info, err := c.Info(name)
 	if err != nil || info.UUID != uuid || !info.ActivePresent || info.Suspended || info.TargetCount != 1 {
 		t.Fatalf("Info of devmapper.go's device: %+v, %v", info, err)

@@ -86,7 +86,7 @@ func openFDs(t *testing.T) int {
 //   - Close returns within 100 ms, closes C, leaves no goroutine and no
 //     descriptor behind; a second Close returns the same nil
 func TestEventWatcher(t *testing.T) {
-	c := newClient(t)
+	c := testutil.Client(t)
 	s := newSnapStack(t, c, mib, "P", "")
 	goroutines, fds := runtime.NumGoroutine(), openFDs(t)
 	w, err := c.WatchEvents()
@@ -98,7 +98,7 @@ func TestEventWatcher(t *testing.T) {
 		t.Fatalf("%d wake-ups while idle", n)
 	}
 
-	mustWrite(t, s.base.BlockPath(), 0, pattern(0x55, 2*mib))
+	testutil.MustWriteDirect(t, s.base.BlockPath(), 0, testutil.Pattern(0x55, 2*mib))
 	n = wantWake(t, w, n, 1, 300*time.Millisecond, "invalidation")
 	wantStatus(t, c, s.snap.Name, snapLine("Invalid"))
 
@@ -140,7 +140,7 @@ func TestEventWatcher(t *testing.T) {
 // TestEventWatcherCloseIdle: a watcher closed without any event, and two
 // watchers at once, each see their own lifecycle.
 func TestEventWatcherCloseIdle(t *testing.T) {
-	c := newClient(t)
+	c := testutil.Client(t)
 	a, err := c.WatchEvents()
 	if err != nil {
 		t.Fatal(err)

@@ -6,12 +6,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/dmsnap/dmsnap/dm"
+	"github.com/dmsnap/dmsnap/internal/testutil"
 )
 
 const (
@@ -37,12 +37,12 @@ type snapStack struct {
 func newSnapStack(t *testing.T, c *dm.Client, cowBytes int64, store, features string) *snapStack {
 	t.Helper()
 	lo := scratch(t, originBytes)
-	cow, cowPath := scratchPath(t, cowBytes)
-	mustWrite(t, cowPath, 0, make([]byte, 4096))
+	cow, cowPath := testutil.ScratchDev(t, cowBytes)
+	testutil.MustWriteDirect(t, cowPath, 0, make([]byte, 4096))
 
-	s := &snapStack{cow: cow, old: pattern(0x11, 8*mib)}
+	s := &snapStack{cow: cow, old: testutil.Pattern(0x11, 8*mib)}
 	s.real = create(t, c, "", line(0, originSectors, "linear", lo.String()+" 0"))
-	mustWrite(t, s.real.BlockPath(), 0, s.old)
+	testutil.MustWriteDirect(t, s.real.BlockPath(), 0, s.old)
 	s.snapParams = fmt.Sprintf("%v %v %s 8", s.real.Dev, cow, store)
 	if features != "" {
 		s.snapParams += " " + features
@@ -64,7 +64,7 @@ func snapLine(params string) dm.TargetLine { return line(0, originSectors, "snap
 //   - the snapshot still reads the old bytes, the origin the new ones
 //   - no table event fires; a message to the snapshot target is EINVAL
 func TestSnapshotPersistent(t *testing.T) {
-	c := newClient(t)
+	c := testutil.Client(t)
 	s := newSnapStack(t, c, 16*mib, "P", "")
 
 	g := newGolden(t, "snapshot-origin")
@@ -77,19 +77,19 @@ func TestSnapshotPersistent(t *testing.T) {
 
 	g = newGolden(t, "snapshot-P-writes")
 	g.comment("1 MiB written to the origin")
-	mustWrite(t, s.base.BlockPath(), 0, pattern(0x22, mib))
+	testutil.MustWriteDirect(t, s.base.BlockPath(), 0, testutil.Pattern(0x22, mib))
 	g.add("status", wantStatus(t, c, s.snap.Name, snapLine("2072/32768 24")))
-	if readHash(t, s.snap.BlockPath(), 0, mib) != hashOf(s.old[:mib]) {
+	if testutil.HashDirect(t, s.snap.BlockPath(), 0, mib) != testutil.Hash(s.old[:mib]) {
 		t.Fatal("snapshot does not read the old bytes after 1 MiB of origin writes")
 	}
 	g.comment("8 MiB written to the origin")
-	newer := pattern(0x33, 8*mib)
-	mustWrite(t, s.base.BlockPath(), 0, newer)
+	newer := testutil.Pattern(0x33, 8*mib)
+	testutil.MustWriteDirect(t, s.base.BlockPath(), 0, newer)
 	g.add("status", wantStatus(t, c, s.snap.Name, snapLine("16464/32768 80")))
-	if readHash(t, s.snap.BlockPath(), 0, 8*mib) != hashOf(s.old) {
+	if testutil.HashDirect(t, s.snap.BlockPath(), 0, 8*mib) != testutil.Hash(s.old) {
 		t.Fatal("snapshot does not read the old bytes after 8 MiB of origin writes")
 	}
-	if readHash(t, s.base.BlockPath(), 0, 8*mib) != hashOf(newer) {
+	if testutil.HashDirect(t, s.base.BlockPath(), 0, 8*mib) != testutil.Hash(newer) {
 		t.Fatal("origin does not read the new bytes")
 	}
 	if info, _ := c.Info(s.snap.Name); info.EventNr != 0 {
@@ -97,7 +97,7 @@ func TestSnapshotPersistent(t *testing.T) {
 	}
 
 	_, err := c.Message(s.snap.Name, 0, "hello")
-	if !errors.Is(err, unix.EINVAL) {
+	if !errors.Is(err, syscall.EINVAL) {
 		t.Fatalf("Message to a snapshot: %v", err)
 	}
 	if got, want := err.Error(), "dm message "+s.snap.Name+": invalid argument"; got != want {
@@ -109,14 +109,14 @@ func TestSnapshotPersistent(t *testing.T) {
 //   - N snapshot: status "0/32768 0" fresh (no header, no metadata)
 //   - 1 MiB origin writes = 256 chunks of 8 sectors: "2048/32768 0"
 func TestSnapshotTransient(t *testing.T) {
-	c := newClient(t)
+	c := testutil.Client(t)
 	s := newSnapStack(t, c, 16*mib, "N", "")
 	g := newGolden(t, "snapshot-N")
 	g.add("table", wantTable(t, c, s.snap.Name, snapLine(s.snapParams)))
 	g.add("status", wantStatus(t, c, s.snap.Name, snapLine("0/32768 0")))
-	mustWrite(t, s.base.BlockPath(), 0, pattern(0x22, mib))
+	testutil.MustWriteDirect(t, s.base.BlockPath(), 0, testutil.Pattern(0x22, mib))
 	g.add("status", wantStatus(t, c, s.snap.Name, snapLine("2048/32768 0")))
-	if readHash(t, s.snap.BlockPath(), 0, mib) != hashOf(s.old[:mib]) {
+	if testutil.HashDirect(t, s.snap.BlockPath(), 0, mib) != testutil.Hash(s.old[:mib]) {
 		t.Fatal("transient snapshot does not read the old bytes")
 	}
 }
@@ -126,13 +126,13 @@ func TestSnapshotTransient(t *testing.T) {
 //   - writing 2 MiB to the snapshot device fails (EIO) and the status becomes "Overflow"
 //   - no table event fires for an overflow; reads of the snapshot still work
 func TestSnapshotOverflow(t *testing.T) {
-	c := newClient(t)
+	c := testutil.Client(t)
 	s := newSnapStack(t, c, mib, "PO", "")
 	g := newGolden(t, "snapshot-PO")
 	g.add("table", wantTable(t, c, s.snap.Name, snapLine(s.snapParams)))
 	g.add("status", wantStatus(t, c, s.snap.Name, snapLine("16/2048 16")))
-	err := writeDirect(t, s.snap.BlockPath(), 0, pattern(0x44, 2*mib))
-	if !errors.Is(err, unix.EIO) {
+	err := testutil.WriteDirect(t, s.snap.BlockPath(), 0, testutil.Pattern(0x44, 2*mib))
+	if !errors.Is(err, syscall.EIO) {
 		t.Fatalf("overflowing write: %v, want EIO", err)
 	}
 	g.comment("after 2 MiB written to the snapshot")
@@ -140,7 +140,7 @@ func TestSnapshotOverflow(t *testing.T) {
 	if info, _ := c.Info(s.snap.Name); info.EventNr != 0 {
 		t.Fatalf("event_nr %d after overflow, want 0", info.EventNr)
 	}
-	readHash(t, s.snap.BlockPath(), 4*mib, 4096) // must not fail
+	testutil.HashDirect(t, s.snap.BlockPath(), 4*mib, 4096) // must not fail
 }
 
 // TestSnapshotInvalid
@@ -149,7 +149,7 @@ func TestSnapshotOverflow(t *testing.T) {
 //     invalidated ("Invalid"), the origin write itself succeeds
 //   - the invalidation is a table event: Wait returns with event_nr 1
 func TestSnapshotInvalid(t *testing.T) {
-	c := newClient(t)
+	c := testutil.Client(t)
 	s := newSnapStack(t, c, mib, "P", "")
 	g := newGolden(t, "snapshot-P-invalid")
 	g.add("status", wantStatus(t, c, s.snap.Name, snapLine("16/2048 16")))
@@ -166,7 +166,7 @@ func TestSnapshotInvalid(t *testing.T) {
 		done <- result{info, err}
 	}()
 	time.Sleep(200 * time.Millisecond) // let Wait arm
-	mustWrite(t, s.base.BlockPath(), 0, pattern(0x55, 2*mib))
+	testutil.MustWriteDirect(t, s.base.BlockPath(), 0, testutil.Pattern(0x55, 2*mib))
 	g.comment("after 2 MiB written to the origin")
 	g.add("status", wantStatus(t, c, s.snap.Name, snapLine("Invalid")))
 	r := <-done
@@ -179,7 +179,7 @@ func TestSnapshotInvalid(t *testing.T) {
 //   - "P 8 2 discard_zeroes_cow discard_passdown_origin" and "P 8 1 discard_zeroes_cow" load and are reported back verbatim
 //   - discard_passdown_origin alone is rejected (EINVAL)
 func TestSnapshotDiscardFeatures(t *testing.T) {
-	c := newClient(t)
+	c := testutil.Client(t)
 	s := newSnapStack(t, c, 16*mib, "P", "2 discard_zeroes_cow discard_passdown_origin")
 	g := newGolden(t, "snapshot-discard")
 	g.add("table", wantTable(t, c, s.snap.Name, snapLine(s.snapParams)))
@@ -192,7 +192,7 @@ func TestSnapshotDiscardFeatures(t *testing.T) {
 	_, err := c.CreateAndLoad(s.snap.Name+"-bad", "", []dm.TargetLine{
 		snapLine(fmt.Sprintf("%v %v P 8 1 discard_passdown_origin", s.real.Dev, lo)),
 	}, dm.LoadOptions{})
-	if !errors.Is(err, unix.EINVAL) {
+	if !errors.Is(err, syscall.EINVAL) {
 		t.Fatalf("passdown without zeroes: %v", err)
 	}
 }
@@ -216,10 +216,10 @@ func usage(t *testing.T, params string) (allocated, metadata uint64) {
 //     raise no event) until allocated == metadata: "16/32768 16"
 //   - the old snapshot reports "Invalid"; the origin reads the old bytes again
 func TestSnapshotMerge(t *testing.T) {
-	c := newClient(t)
+	c := testutil.Client(t)
 	s := newSnapStack(t, c, 16*mib, "P", "")
 	g := newGolden(t, "snapshot-merge")
-	mustWrite(t, s.base.BlockPath(), 0, pattern(0x66, 8*mib))
+	testutil.MustWriteDirect(t, s.base.BlockPath(), 0, testutil.Pattern(0x66, 8*mib))
 	g.add("status", wantStatus(t, c, s.snap.Name, snapLine("16464/32768 80")))
 
 	merge := line(0, originSectors, "snapshot-merge", s.snapParams)
@@ -263,7 +263,7 @@ func TestSnapshotMerge(t *testing.T) {
 	t.Logf("merge progress: %q", seen)
 	g.comment("old snapshot after the handover")
 	g.add("status", wantStatus(t, c, s.snap.Name, snapLine("Invalid")))
-	if readHash(t, s.base.BlockPath(), 0, 8*mib) != hashOf(s.old) {
+	if testutil.HashDirect(t, s.base.BlockPath(), 0, 8*mib) != testutil.Hash(s.old) {
 		t.Fatal("origin does not read the pre-snapshot bytes after the merge")
 	}
 }

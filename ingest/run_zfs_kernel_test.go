@@ -24,22 +24,6 @@ import (
 	"github.com/dmsnap/dmsnap/zfs"
 )
 
-// requireZFSTier skips unless this is the ZFS tier (make test-zfs sets
-// DMSNAP_ZFS_TIER=1 in the VM), where a missing module or userland fails.
-func requireZFSTier(t *testing.T) {
-	t.Helper()
-	testutil.RequireKernel(t)
-	if os.Getenv("DMSNAP_ZFS_TIER") != "1" {
-		t.Skip("ZFS tier: make test-zfs")
-	}
-	if _, err := os.Stat("/dev/zfs"); err != nil {
-		t.Fatalf("zfs module not loaded: %v", err)
-	}
-	if _, err := exec.LookPath("zpool"); err != nil {
-		t.Setenv("PATH", os.Getenv("PATH")+":/usr/sbin")
-	}
-}
-
 // dmEnv is an ingest.Env over plain device-mapper snapshots of a loop
 // device (no dmsnap pool): the origin is a snapshot-origin device, each
 // frozen snapshot a persistent snapshot on its own COW loop device. The
@@ -353,23 +337,14 @@ func zfsOut(t *testing.T, args ...string) string {
 //   - the next Run is an incremental from the surviving cursor: the
 //     write the cancelled Run had copied and one more.
 func TestRunZFS(t *testing.T) {
-	requireZFSTier(t)
+	testutil.RequireZFSTier(t)
 	const size = 16 << 20
 	e := newDMEnv(t, size)
 	data := make([]byte, size)
 	rand.Read(data)
 	e.write(0, data)
 
-	dev, _ := testutil.ScratchLoop(t, 512<<20)
-	zpool := "z" + strings.TrimPrefix(testutil.UniqueName(t), testutil.DMNamePrefix)
-	if out, err := exec.Command("zpool", "create", "-f", "-o", "cachefile=none", "-m", "none", zpool, dev).CombinedOutput(); err != nil {
-		t.Fatalf("zpool create: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("zpool", "destroy", "-f", zpool).CombinedOutput(); err != nil {
-			t.Errorf("zpool destroy: %v: %s", err, out)
-		}
-	})
+	zpool := testutil.ScratchZpool(t, 512<<20)
 	ds := zpool + "/vol"
 	req := ingest.Request{Pool: "p", Origin: "base", Dataset: ds, COW: "8M", VolBlockBytes: 16 << 10}
 	zvol := func() []byte {

@@ -35,10 +35,17 @@ const (
 	slotHeaderSize = 512
 	labelVersion   = 1
 	slotVersion    = 1
-	// DocumentVersion is the version of the JSON pool description that
-	// dmsnap writes. Version 2 added the snapshot field "read_only";
-	// version 1 documents, a subset, are still read.
-	DocumentVersion = 2
+	// DocumentVersion is the newest version of the JSON pool description
+	// that dmsnap reads and writes. Version 2 added the snapshot field
+	// "read_only"; version 3 the pool's "features" and "extensions"
+	// (features.go). A document is written at the lowest version that
+	// holds it, so a pool without features stays readable by releases
+	// that know only version 2, and one with features is refused by them
+	// with their unknown-version error, never misread. Version 1
+	// documents, a subset, are still read.
+	DocumentVersion = 3
+	// featuresVersion is the first document version with features.
+	featuresVersion = 3
 	documentFormat  = "dmsnap-pool"
 )
 
@@ -232,7 +239,11 @@ type document struct {
 
 // encodeDocument returns the JSON pool description.
 func encodeDocument(p *Pool) ([]byte, error) {
-	b, err := json.Marshal(document{Format: documentFormat, Version: DocumentVersion, Pool: p})
+	v := featuresVersion - 1
+	if !p.Features.Empty() || len(p.Extensions) > 0 {
+		v = featuresVersion
+	}
+	b, err := json.Marshal(document{Format: documentFormat, Version: v, Pool: p})
 	if err != nil {
 		return nil, fmt.Errorf("encode pool %s: %w", p.Name, err)
 	}
@@ -279,8 +290,14 @@ func decodePayload(h slotHeader, payload []byte) (*Pool, error) {
 	if p.UUID != h.Pool {
 		return nil, fmt.Errorf("payload: pool %s, header says %s: %w", p.UUID, h.Pool, ErrCorrupt)
 	}
+	if probe.Version < featuresVersion && (!p.Features.Empty() || p.Extensions != nil) {
+		return nil, fmt.Errorf("payload: features in a version %d document: %w", probe.Version, ErrCorrupt)
+	}
 	if err := p.Validate(); err != nil {
 		return nil, fmt.Errorf("payload: %w: %w", err, ErrCorrupt)
+	}
+	if err := p.checkReadable(); err != nil {
+		return nil, err
 	}
 	return p, nil
 }

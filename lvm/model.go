@@ -2,6 +2,7 @@ package lvm
 
 import (
 	"cmp"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -42,6 +43,10 @@ type Pool struct {
 	Volumes   []Volume    `json:"volumes"`
 	Snapshots []Snapshot  `json:"snapshots,omitempty"`
 	Pending   []PendingOp `json:"pending,omitempty"`
+	// Features and Extensions carry what later releases add (features.go);
+	// a document with either is written as version 3.
+	Features   Features                   `json:"features,omitzero"`
+	Extensions map[string]json.RawMessage `json:"extensions,omitempty"`
 }
 
 // PV is a physical volume: a device whose sectors from PEStart on are split
@@ -150,6 +155,8 @@ func (p *Pool) Clone() *Pool {
 		}
 	}
 	q.Snapshots = slices.Clone(p.Snapshots)
+	q.Features = p.Features.clone()
+	q.Extensions = maps.Clone(p.Extensions) // values are never changed in place
 	if p.Pending != nil {
 		q.Pending = make([]PendingOp, len(p.Pending))
 		for i, op := range p.Pending {
@@ -257,6 +264,12 @@ func (p *Pool) validate() error {
 	}
 	if len(p.PVs) == 0 {
 		return errors.New("no PVs")
+	}
+	if err := p.Features.validate(); err != nil {
+		return err
+	}
+	if err := validateExtensions(p.Extensions); err != nil {
+		return err
 	}
 	uuids := map[UUID]string{p.UUID: "pool"}
 	claim := func(u UUID, what string) error {

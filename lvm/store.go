@@ -474,6 +474,16 @@ func (s *Store) Commit(next *Pool) error {
 // commit writes next (with a fresh seqno) to the new PVs, fully, then to
 // every PV already in s.
 func (s *Store) commit(next *Pool, fresh []UUID) (*Pool, error) {
+	// A pool with a ro_compat feature this dmsnap does not know is never
+	// written, nor is one that would gain or lose such a feature.
+	if s.Pool != nil {
+		if err := s.Pool.checkWritable(); err != nil {
+			return nil, err
+		}
+	}
+	if err := next.checkWritable(); err != nil {
+		return nil, err
+	}
 	q := next.Clone()
 	s.maxSeqno++
 	q.Seqno = s.maxSeqno

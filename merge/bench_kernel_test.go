@@ -270,7 +270,7 @@ func writeBench(b *testing.B, path string, seed byte, n int) {
 	}
 	defer f.Close()
 	for off := 0; off < n; off += block {
-		copy(buf, pattern(seed^byte(off/block), block))
+		copy(buf, testutil.Pattern(seed^byte(off/block), block))
 		if _, err := f.WriteAt(buf, int64(off)); err != nil {
 			b.Fatal(err)
 		}

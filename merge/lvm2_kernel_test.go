@@ -202,15 +202,15 @@ func waitMerge(t *testing.T, c *dm.Client, origin string, exited <-chan struct{}
 //   - after lvconvert returns: the origin reads the snapshot's bytes, is
 //     linear again, and only the origin LV is left
 func TestKernelLVM2MergeWatched(t *testing.T) {
-	c := newClient(t)
+	c := testutil.Client(t)
 	g := newLVM2VG(t, c, 256*mib)
 	g.run("lvcreate", "-y", "-Zn", "-n", "origin", "-L", "64m", g.name)
 	origin := g.info("origin")
-	mustWrite(t, origin.BlockPath(), 0, pattern(0x11, 64*mib))
+	testutil.MustWriteDirect(t, origin.BlockPath(), 0, testutil.Pattern(0x11, 64*mib))
 	g.run("lvcreate", "-y", "-s", "-n", "snap", "-L", "48m", g.name+"/origin")
 	snap := g.info("snap")
 	want := devHash(t, snap.BlockPath())
-	mustWrite(t, origin.BlockPath(), 0, pattern(0x22, 40*mib))
+	testutil.MustWriteDirect(t, origin.BlockPath(), 0, testutil.Pattern(0x22, 40*mib))
 	if got := devHash(t, origin.BlockPath()); got == want {
 		t.Fatal("origin writes did not change the origin")
 	}

@@ -4,15 +4,11 @@ package merge
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/dmsnap/dmsnap/dm"
 	"github.com/dmsnap/dmsnap/internal/testutil"
@@ -37,40 +33,18 @@ type kstack struct {
 	cows   map[string]dm.Info
 }
 
-func newClient(t *testing.T) *dm.Client {
-	t.Helper()
-	testutil.RequireKernel(t)
-	c, err := dm.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-func loopDev(t *testing.T, size int64) dm.DevNum {
-	_, d := testutil.ScratchLoop(t, size)
-	major, minor := d.Dev()
-	return dm.DevNum{Major: major, Minor: minor}
-}
-
 func (k *kstack) create(name string, lines ...dm.TargetLine) dm.Info {
 	k.t.Helper()
-	info, err := k.c.CreateAndLoad(name, "", lines, dm.LoadOptions{})
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	k.t.Cleanup(func() { removeRetry(k.t, k.c, name) })
-	return info
+	return testutil.CreateDevice(k.t, k.c, name, "", lines...)
 }
 
 // newKStack fills a 64 MiB origin with a pattern and builds the origin.
 func newKStack(t *testing.T, c *dm.Client) *kstack {
 	t.Helper()
 	k := &kstack{t: t, c: c, prefix: testutil.UniqueName(t), snaps: map[string]dm.Info{}, cows: map[string]dm.Info{}}
-	lo := loopDev(t, originSectors*512)
+	lo, _ := testutil.ScratchDev(t, originSectors*512)
 	k.real = k.create(k.prefix+"-base-real", dm.TargetLine{Length: originSectors, Type: "linear", Params: lo.String() + " 0"})
-	mustWrite(t, k.real.BlockPath(), 0, pattern(0x11, 16*mib))
+	testutil.MustWriteDirect(t, k.real.BlockPath(), 0, testutil.Pattern(0x11, 16*mib))
 	k.base = k.create(k.prefix+"-base", dm.TargetLine{Length: originSectors, Type: "snapshot-origin", Params: k.real.Dev.String()})
 	return k
 }
@@ -79,14 +53,14 @@ func newKStack(t *testing.T, c *dm.Client) *kstack {
 // suspended around the load, as the kernel requires.
 func (k *kstack) snapshot(name string, cowBytes int64, store string) string {
 	k.t.Helper()
-	lo := loopDev(k.t, cowBytes)
+	lo, _ := testutil.ScratchDev(k.t, cowBytes)
 	cow := k.create(k.prefix+"-"+name+"-cow", dm.TargetLine{Length: dm.Sector(cowBytes / 512), Type: "linear", Params: lo.String() + " 0"})
-	mustWrite(k.t, cow.BlockPath(), 0, make([]byte, 4096))
+	testutil.MustWriteDirect(k.t, cow.BlockPath(), 0, make([]byte, 4096))
 	full := k.prefix + "-" + name
 	if _, err := k.c.Create(full, ""); err != nil {
 		k.t.Fatal(err)
 	}
-	k.t.Cleanup(func() { removeRetry(k.t, k.c, full) })
+	k.t.Cleanup(func() { testutil.RemoveRetry(k.t, k.c, full) })
 	if err := k.c.Load(full, []dm.TargetLine{{Length: originSectors, Type: "snapshot", Params: fmt.Sprintf("%v %v %s 8", k.real.Dev, cow.Dev, store)}}, dm.LoadOptions{}); err != nil {
 		k.t.Fatal(err)
 	}
@@ -105,67 +79,10 @@ func (k *kstack) snapshot(name string, cowBytes int64, store string) string {
 	return full
 }
 
-func removeRetry(t *testing.T, c *dm.Client, name string) {
-	t.Helper()
-	var err error
-	for range 50 {
-		if err = c.RemoveIfExists(name, dm.RemoveOptions{}); err == nil {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Errorf("cleanup: %v", err)
-}
-
-func alignedBuf(t *testing.T, n int) []byte {
-	t.Helper()
-	b, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = unix.Munmap(b) })
-	return b
-}
-
-func pattern(seed byte, n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = seed ^ byte(i/4096) ^ byte(i)
-	}
-	return b
-}
-
-func mustWrite(t *testing.T, path string, off int64, data []byte) {
-	t.Helper()
-	buf := alignedBuf(t, len(data))
-	copy(buf, data)
-	f, err := os.OpenFile(path, os.O_WRONLY|unix.O_DIRECT, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.WriteAt(buf, off); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Sync(); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // devHash is the sha256 of the whole 64 MiB device, read with O_DIRECT.
 func devHash(t *testing.T, path string) string {
 	t.Helper()
-	buf := alignedBuf(t, originSectors*512)
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_DIRECT, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.ReadAt(buf, 0); err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(buf)
-	return hex.EncodeToString(sum[:])
+	return testutil.HashDirect(t, path, 0, originSectors*512)
 }
 
 func tableType(t *testing.T, c *dm.Client, name string) string {
@@ -185,9 +102,9 @@ func tableType(t *testing.T, c *dm.Client, name string) string {
 
 // writeChanges writes 8 MiB at the start and a few scattered chunks.
 func writeChanges(t *testing.T, path string) {
-	mustWrite(t, path, 0, pattern(0x22, 8*mib))
+	testutil.MustWriteDirect(t, path, 0, testutil.Pattern(0x22, 8*mib))
 	for _, off := range []int64{20 * mib, 33*mib + 4096*7, 63 * mib} {
-		mustWrite(t, path, off, pattern(0x33, 64<<10))
+		testutil.MustWriteDirect(t, path, off, testutil.Pattern(0x33, 64<<10))
 	}
 }
 
@@ -254,7 +171,7 @@ func runMerge(t *testing.T, c *dm.Client, snap string) (Merge, []Report, FinishR
 //   - Finish: origin bytes == the snapshot's bytes; base is linear over
 //     the loop device; base-real, snap, snap-cow are gone
 func TestKernelMergeLastSnapshot(t *testing.T) {
-	c := newClient(t)
+	c := testutil.Client(t)
 	k := newKStack(t, c)
 	snap := k.snapshot("snap", 32*mib, "P")
 	writeChanges(t, k.base.BlockPath())
@@ -287,7 +204,7 @@ func TestKernelMergeLastSnapshot(t *testing.T) {
 //     out to it), its status is valid, base is snapshot-origin, base-real
 //     and b's devices remain, a's are gone
 func TestKernelMergeKeepsOtherSnapshot(t *testing.T) {
-	c := newClient(t)
+	c := testutil.Client(t)
 	k := newKStack(t, c)
 	a := k.snapshot("a", 32*mib, "P")
 	b := k.snapshot("b", 32*mib, "P")
@@ -298,7 +215,7 @@ func TestKernelMergeKeepsOtherSnapshot(t *testing.T) {
 		t.Fatal("snapshot a differs from the original origin")
 	}
 	// a now diverges from b: write to a itself.
-	mustWrite(t, k.snaps["a"].BlockPath(), 40*mib, pattern(0x44, mib))
+	testutil.MustWriteDirect(t, k.snaps["a"].BlockPath(), 40*mib, testutil.Pattern(0x44, mib))
 	want = devHash(t, k.snaps["a"].BlockPath())
 	_, _, res := runMerge(t, c, a)
 	if got := devHash(t, k.base.BlockPath()); got != want {
@@ -328,7 +245,7 @@ func TestKernelMergeKeepsOtherSnapshot(t *testing.T) {
 //     ErrInvalidated; origin held open: ErrOriginOpen, and Force overrides
 //   - nothing changes on a refusal
 func TestKernelMergeRefusals(t *testing.T) {
-	c := newClient(t)
+	c := testutil.Client(t)
 	k := newKStack(t, c)
 	n := k.snapshot("n", 32*mib, "N")
 	if _, err := Start(context.Background(), c, n, StartOptions{}); !errors.Is(err, ErrTransient) {

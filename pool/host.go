@@ -10,9 +10,9 @@ import (
 	"strings"
 
 	"github.com/dmsnap/dmsnap/dm"
+	"github.com/dmsnap/dmsnap/internal/blockdev"
 	"github.com/dmsnap/dmsnap/internal/lock"
 	"github.com/dmsnap/dmsnap/internal/loop"
-	"github.com/dmsnap/dmsnap/internal/sys"
 	"github.com/dmsnap/dmsnap/lvm"
 )
 
@@ -144,20 +144,6 @@ func Classify(path string) (Source, error) {
 	return Source{}, fmt.Errorf("%s: not a block device or regular file", path)
 }
 
-// LoopBacking returns the backing file of a loop device, "" if it has
-// none (not attached) or the file is gone.
-func LoopBacking(dev string) string {
-	b, err := os.ReadFile(filepath.Join("/sys/block", filepath.Base(dev), "loop", "backing_file"))
-	if err != nil {
-		return ""
-	}
-	f := strings.TrimSuffix(string(b), "\n")
-	if fi, err := os.Stat(f); err != nil || !fi.Mode().IsRegular() {
-		return ""
-	}
-	return f
-}
-
 // Discover finds every PV under the device directory, in the image files
 // the state file remembers, and in extra (files or devices the user
 // named; an unreadable one is an error). A loop device is read through
@@ -179,7 +165,7 @@ func (h *Host) Discover(extra []string) (*Discovery, error) {
 			return nil, err
 		}
 		if !s.Image {
-			if f := LoopBacking(s.Path); f != "" {
+			if f := loop.Backing(s.Path); f != "" {
 				s = Source{Path: f, Image: true}
 			}
 		}
@@ -209,7 +195,7 @@ func (h *Host) Discover(extra []string) (*Discovery, error) {
 				continue
 			}
 			if strings.HasPrefix(filepath.Base(s.Path), "loop") {
-				f := LoopBacking(s.Path)
+				f := loop.Backing(s.Path)
 				if f == "" {
 					continue // unattached, or its file is gone
 				}
@@ -498,15 +484,8 @@ func (a *AttachedPVs) Release() error {
 }
 
 func DevNumOf(path string) (dm.DevNum, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return dm.DevNum{}, err
-	}
-	maj, minor, ok := sys.BlockDevNum(fi)
-	if !ok {
-		return dm.DevNum{}, fmt.Errorf("%s: not a block device", path)
-	}
-	return dm.DevNum{Major: maj, Minor: minor}, nil
+	major, minor, err := blockdev.DevNum(path)
+	return dm.DevNum{Major: major, Minor: minor}, err
 }
 
 // AttachPVs resolves the device numbers of the pool's present PVs. With

@@ -4,8 +4,6 @@ package replicate_test
 
 import (
 	"io"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -14,31 +12,6 @@ import (
 	"github.com/dmsnap/dmsnap/replicate"
 	"github.com/dmsnap/dmsnap/zfs"
 )
-
-// requireZFSTier skips unless this is the ZFS tier (make test-zfs sets
-// DMSNAP_ZFS_TIER=1 in the VM), where a missing module or userland fails.
-func requireZFSTier(t *testing.T) {
-	t.Helper()
-	testutil.RequireKernel(t)
-	if os.Getenv("DMSNAP_ZFS_TIER") != "1" {
-		t.Skip("ZFS tier: make test-zfs")
-	}
-	if _, err := os.Stat("/dev/zfs"); err != nil {
-		t.Fatalf("zfs module not loaded: %v", err)
-	}
-	if _, err := exec.LookPath("zpool"); err != nil {
-		t.Setenv("PATH", os.Getenv("PATH")+":/usr/sbin")
-	}
-}
-
-func zfsCmd(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := exec.Command("zfs", args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("zfs %v: %v: %s", args, err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
 
 // events is a replicate.Observer that keeps what it was told.
 type events struct {
@@ -76,23 +49,14 @@ func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
 //   - s4, a dry run: one planned step with an estimate, nothing received;
 //   - Run again after the real one: up to date, no step.
 func TestRunZFS(t *testing.T) {
-	requireZFSTier(t)
-	dev, _ := testutil.ScratchLoop(t, 256<<20)
-	pool := "z" + strings.TrimPrefix(testutil.UniqueName(t), testutil.DMNamePrefix)
-	if out, err := exec.Command("zpool", "create", "-f", "-o", "cachefile=none", "-m", "none", pool, dev).CombinedOutput(); err != nil {
-		t.Fatalf("zpool create: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("zpool", "destroy", "-f", pool).CombinedOutput(); err != nil {
-			t.Errorf("zpool destroy: %v: %s", err, out)
-		}
-	})
+	testutil.RequireZFSTier(t)
+	pool := testutil.ScratchZpool(t, 256<<20)
 	src, dst := pool+"/src", pool+"/dst"
-	zfsCmd(t, "create", "-V", "8M", src)
+	testutil.ZFS(t, "create", "-V", "8M", src)
 	t0 := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
 	snap := func(seq uint64) string {
 		name := zfs.SnapshotFullName(src, zfs.SnapshotName(t0, seq))
-		zfsCmd(t, "snapshot", name)
+		testutil.ZFS(t, "snapshot", name)
 		return name
 	}
 	r := &zfs.Runner{}
@@ -105,7 +69,7 @@ func TestRunZFS(t *testing.T) {
 		}
 		return res, ev
 	}
-	guid := func(name string) string { return zfsCmd(t, "get", "-Hpo", "value", "guid", name) }
+	guid := func(name string) string { return testutil.ZFS(t, "get", "-Hpo", "value", "guid", name) }
 	short := func(name string) string { return name[strings.IndexByte(name, '@')+1:] }
 
 	s1 := snap(1)
@@ -119,7 +83,7 @@ func TestRunZFS(t *testing.T) {
 	if g := guid(zfs.BookmarkFullName(src, zfs.LastSentBookmark)); g != guid(s1) {
 		t.Errorf("#dmsnap-last-sent guid %s, want s1's", g)
 	}
-	if v := zfsCmd(t, "get", "-Hpo", "value", replicate.RecordProperty(replicate.TargetID("", dst)), src); v != guid(s1)+" "+dst {
+	if v := testutil.ZFS(t, "get", "-Hpo", "value", replicate.RecordProperty(replicate.TargetID("", dst)), src); v != guid(s1)+" "+dst {
 		t.Errorf("record %q, want %q", v, guid(s1)+" "+dst)
 	}
 	if g := guid(zfs.BookmarkFor(s1)); g != guid(s1) {
@@ -137,12 +101,12 @@ func TestRunZFS(t *testing.T) {
 	}
 
 	s4 := snap(4)
-	before := zfsCmd(t, "list", "-Hpo", "name", "-t", "snapshot", "-r", dst)
+	before := testutil.ZFS(t, "list", "-Hpo", "name", "-t", "snapshot", "-r", dst)
 	res, ev = run(true)
 	if len(res.Steps) != 1 || res.Steps[0].To != s4 || res.Steps[0].EstimatedBytes == 0 || res.Bytes != 0 || ev.dry != 1 || ev.transfers != 0 {
 		t.Errorf("dry run: %+v, events %+v", res, ev)
 	}
-	if after := zfsCmd(t, "list", "-Hpo", "name", "-t", "snapshot", "-r", dst); after != before {
+	if after := testutil.ZFS(t, "list", "-Hpo", "name", "-t", "snapshot", "-r", dst); after != before {
 		t.Errorf("the dry run changed the target:\n%s\nwas\n%s", after, before)
 	}
 	run(false)

@@ -4,16 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/dmsnap/dmsnap/cow"
 	"github.com/dmsnap/dmsnap/dm"
-	"github.com/dmsnap/dmsnap/internal/sys"
+	"github.com/dmsnap/dmsnap/internal/blockdev"
 	"github.com/dmsnap/dmsnap/lvm"
 )
 
@@ -102,81 +99,33 @@ func cowChunkSectors(n uint) (uint32, error) {
 }
 
 // cowSource is an opened store: a block device (read with O_DIRECT when
-// the device allows it) or an image file.
+// the device allows it) or an image file, and the devices holding it.
 type cowSource struct {
-	path     string
-	f        *os.File
-	r        io.ReaderAt
-	size     int64
-	block    bool
-	direct   bool
-	holders  []string // dm devices holding a block device
-	fallback *os.File // buffered descriptor after O_DIRECT failed
-	// dio is what directReader reads with O_DIRECT: f (tests replace it).
-	dio io.ReaderAt
-	// strict forbids the fallback to buffered reads: see
-	// openCowSourceDirect.
-	strict bool
+	*blockdev.Reader
+	holders []string // dm devices holding a block device
 }
 
-// errNoDirect: a block device that must be read with O_DIRECT cannot be.
-var errNoDirect = errors.New("O_DIRECT read refused")
-
 // openCowSource opens path read-only. A block device is read with
-// O_DIRECT, falling back to buffered reads (s.direct false, which
-// inspect and verify report) if the device refuses it.
+// O_DIRECT, falling back to buffered reads (Direct false, which inspect
+// and verify report) if the device refuses it.
 func openCowSource(path string) (*cowSource, error) { return openSource(path, false) }
 
 // openCowSourceDirect is openCowSource for ingest, which must not fall
 // back: a buffered read can return a stale page cache of the device and so
 // miss chunks the kernel has written, under-copying without any error. A
-// device that refuses O_DIRECT is an error wrapping [errNoDirect].
+// device that refuses O_DIRECT is an error wrapping [blockdev.ErrNoDirect].
 func openCowSourceDirect(path string) (*cowSource, error) { return openSource(path, true) }
 
 func openSource(path string, strict bool) (*cowSource, error) {
-	fi, err := os.Stat(path)
+	r, err := blockdev.Open(path, blockdev.Options{Strict: strict})
 	if err != nil {
 		return nil, err
 	}
-	s := &cowSource{path: path, block: fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0, strict: strict}
-	if !s.block && !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a block device or a regular file", path)
-	}
-	if s.block && strict && sys.OpenFlagsDirect == 0 {
-		return nil, fmt.Errorf("%s: %w: this platform has no O_DIRECT", path, errNoDirect)
-	}
-	flags := os.O_RDONLY | sys.OpenFlagsCloexec
-	if s.block {
-		flags |= sys.OpenFlagsDirect
-	}
-	s.f, err = os.OpenFile(path, flags, 0)
-	if err != nil {
-		return nil, err
-	}
-	if s.block {
-		s.size, err = s.f.Seek(0, io.SeekEnd)
-		if err != nil {
-			s.f.Close()
-			return nil, fmt.Errorf("size of %s: %w", path, err)
-		}
-		s.direct = sys.OpenFlagsDirect != 0
-		s.dio = s.f
-		s.r = &directReader{s: s}
-		s.holders = blockHolders(path)
-	} else {
-		s.size = fi.Size()
-		s.r = s.f
+	s := &cowSource{Reader: r}
+	if r.Block() {
+		s.holders = blockdev.Holders(path)
 	}
 	return s, nil
-}
-
-// Close closes the descriptors.
-func (s *cowSource) Close() error {
-	err := s.f.Close()
-	if s.fallback != nil {
-		err = errors.Join(err, s.fallback.Close())
-	}
-	return err
 }
 
 // live reports whether a device-mapper device holds the store, which is
@@ -186,80 +135,7 @@ func (s *cowSource) live() bool { return len(s.holders) > 0 }
 // liveNote explains the consistency of a read of a held device.
 func (s *cowSource) liveNote() string {
 	return fmt.Sprintf("note: %s is in use by %s: if that is an active snapshot, this view is prefix-consistent (every change listed happened; later ones may be missing)",
-		s.path, strings.Join(s.holders, ", "))
-}
-
-// directReader reads a block device opened with O_DIRECT through a bounce
-// buffer, aligning offsets and lengths to 4 KiB. Go allocates buffers of
-// this size page-aligned; should a read still fail with EINVAL, it falls
-// back to a buffered descriptor (and says so in s.direct), or with
-// s.strict fails with [errNoDirect].
-type directReader struct {
-	s   *cowSource
-	buf []byte
-}
-
-const directAlign = 4096
-
-func (d *directReader) ReadAt(p []byte, off int64) (int, error) {
-	if d.s.fallback != nil {
-		return d.s.fallback.ReadAt(p, off)
-	}
-	if d.buf == nil {
-		d.buf = make([]byte, 1<<20)
-	}
-	n := 0
-	for n < len(p) {
-		pos := off + int64(n)
-		if pos >= d.s.size {
-			return n, io.EOF
-		}
-		start := pos &^ (directAlign - 1)
-		want := min(int64(len(d.buf)), (pos+int64(len(p)-n)-start+directAlign-1)&^(directAlign-1), d.s.size-start)
-		m, err := d.s.dio.ReadAt(d.buf[:want], start)
-		if err != nil && m == 0 {
-			if errors.Is(err, sys.EINVAL) && d.s.strict {
-				return n, fmt.Errorf("read %s with O_DIRECT: %w: %w (a buffered read could miss chunks through a stale page cache)", d.s.path, err, errNoDirect)
-			}
-			if errors.Is(err, sys.EINVAL) && n == 0 {
-				fb, ferr := os.OpenFile(d.s.path, os.O_RDONLY|sys.OpenFlagsCloexec, 0)
-				if ferr != nil {
-					return 0, errors.Join(err, ferr)
-				}
-				d.s.fallback, d.s.direct = fb, false
-				return fb.ReadAt(p, off)
-			}
-			return n, err
-		}
-		if int64(m) <= pos-start {
-			return n, io.ErrUnexpectedEOF
-		}
-		n += copy(p[n:], d.buf[pos-start:m])
-	}
-	return n, nil
-}
-
-// blockHolders names the device-mapper devices stacked on the block device
-// at path, from /sys/class/block/<dev>/holders.
-func blockHolders(path string) []string {
-	real, err := filepath.EvalSymlinks(path)
-	if err != nil {
-		return nil
-	}
-	dir := filepath.Join("/sys/class/block", filepath.Base(real), "holders")
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, e := range ents {
-		name := e.Name()
-		if b, err := os.ReadFile(filepath.Join("/sys/class/block", name, "dm", "name")); err == nil {
-			name += " (" + strings.TrimSpace(string(b)) + ")"
-		}
-		out = append(out, name)
-	}
-	return out
+		s.Path(), strings.Join(s.holders, ", "))
 }
 
 // openCowStore decodes the store at src with dec and turns format errors
@@ -271,14 +147,14 @@ func blockHolders(path string) []string {
 // knows the device as a snapshot's COW (whose first chunk the kernel may
 // not have written yet, leaving old data after it).
 func openCowStore(src *cowSource, dec cow.Decoder) (*cow.Store, error) {
-	s, err := dec.Open(src.r, src.size)
+	s, err := dec.Open(src, src.Size())
 	if err != nil {
-		return nil, describeCowError(src.path, err)
+		return nil, describeCowError(src.Path(), err)
 	}
 	if s.Fresh() && !src.knownCOW() {
 		var sig *lvm.SignatureError
 		if err := lvm.DetectSignature(sourceDisk{src}); errors.As(err, &sig) {
-			return nil, &cowError{fmt.Sprintf("%s: not a dm-snapshot persistent store: no snapshot magic; it holds a %s", src.path, sig.What), cow.ErrBadMagic}
+			return nil, &cowError{fmt.Sprintf("%s: not a dm-snapshot persistent store: no snapshot magic; it holds a %s", src.Path(), sig.What), cow.ErrBadMagic}
 		}
 	}
 	return s, nil
@@ -290,30 +166,26 @@ func (s *cowSource) knownCOW() bool {
 	if s.live() {
 		return true
 	}
-	if !s.block {
+	if !s.Block() {
 		return false
 	}
-	fi, err := os.Stat(s.path)
+	major, minor, err := blockdev.DevNum(s.Path())
 	if err != nil {
 		return false
 	}
-	maj, minor, ok := sys.BlockDevNum(fi)
+	u, ok := blockdev.DMUUID(major, minor)
 	if !ok {
 		return false
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/sys/dev/block/%d:%d/dm/uuid", maj, minor))
-	if err != nil {
-		return false
-	}
-	_, _, layer, err := lvm.ParseDMUUID(strings.TrimSpace(string(b)))
+	_, _, layer, err := lvm.ParseDMUUID(u)
 	return err == nil && layer == lvm.LayerCOW
 }
 
 // zeroHead reports whether the first 4 KiB of src (or all of it, if
 // shorter) are zero.
 func (s *cowSource) zeroHead() bool {
-	b := make([]byte, min(4096, s.size))
-	if n, err := s.r.ReadAt(b, 0); n < len(b) && err != nil {
+	b := make([]byte, min(4096, s.Size()))
+	if n, err := s.ReadAt(b, 0); n < len(b) && err != nil {
 		return false
 	}
 	for _, c := range b {
@@ -327,11 +199,11 @@ func (s *cowSource) zeroHead() bool {
 // sourceDisk reads a cowSource as an lvm.Disk, for DetectSignature.
 type sourceDisk struct{ s *cowSource }
 
-func (d sourceDisk) ReadAt(b []byte, off int64) (int, error) { return d.s.r.ReadAt(b, off) }
+func (d sourceDisk) ReadAt(b []byte, off int64) (int, error) { return d.s.ReadAt(b, off) }
 func (d sourceDisk) WriteAt([]byte, int64) (int, error)      { return 0, errors.ErrUnsupported }
 func (d sourceDisk) Sync() error                             { return nil }
-func (d sourceDisk) Size() int64                             { return d.s.size }
-func (d sourceDisk) Name() string                            { return d.s.path }
+func (d sourceDisk) Size() int64                             { return d.s.Size() }
+func (d sourceDisk) Name() string                            { return d.s.Path() }
 
 // cowError is a store problem phrased for the user; Unwrap gives the
 // decoder's error (and its sentinel).
@@ -461,7 +333,7 @@ func runCowInspect(_ context.Context, opts cowInspectOptions, gopts *globalOptio
 	}
 	st := s.State()
 	out := jsonCowInspect{
-		Path: opts.Path, Kind: "file", SizeBytes: src.size, Direct: src.direct, Live: src.live(),
+		Path: opts.Path, Kind: "file", SizeBytes: src.Size(), Direct: src.Direct(), Live: src.live(),
 		InUseBy: nonNilStrings(src.holders),
 		Header:  jsonCowHeader{Magic: st.Header.Magic, Valid: st.Header.Valid, Version: st.Header.Version, ChunkSectors: st.Header.ChunkSectors},
 		State:   "valid", ChunkSectors: st.ChunkSectors, ChunkBytes: int64(st.ChunkSectors) * cow.SectorSize,
@@ -469,7 +341,7 @@ func runCowInspect(_ context.Context, opts cowInspectOptions, gopts *globalOptio
 		CurrentAreaRecords: st.CurrentCommitted, NextFreeChunk: uint64(st.NextFree),
 		Usage: cowUsage(s.Usage()), First: []jsonException{},
 	}
-	if src.block {
+	if src.Block() {
 		out.Kind = "block"
 	}
 	switch {
@@ -477,7 +349,7 @@ func runCowInspect(_ context.Context, opts cowInspectOptions, gopts *globalOptio
 		out.State = "fresh"
 		out.MetadataAreas = 0
 		if st.ChunkSectors == 0 {
-			out.Usage = jsonCowUsage{Status: "", TotalSectors: uint64(src.size) / cow.SectorSize}
+			out.Usage = jsonCowUsage{Status: "", TotalSectors: uint64(src.Size()) / cow.SectorSize}
 		}
 	case st.Header.Valid == 0:
 		out.State = "invalidated"
@@ -496,7 +368,7 @@ func runCowInspect(_ context.Context, opts cowInspectOptions, gopts *globalOptio
 	}
 	w := gopts.stdout
 	read := "buffered"
-	if src.direct {
+	if src.Direct() {
 		read = "O_DIRECT"
 	}
 	fmt.Fprintf(w, "store:       %s (%s, %d bytes, read %s)\n", out.Path, out.Kind, out.SizeBytes, read)

@@ -25,12 +25,9 @@ import (
 //     reports 6 exceptions and exactly the status the kernel printed;
 //     `diff` lists the same extents as byte ranges; `cow verify` exits 0.
 func TestCowDiffKernel(t *testing.T) {
-	testutil.RequireKernel(t)
-	c, err := dm.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	// The client closes after every device is removed (cleanups run
+	// in reverse).
+	c := testutil.Client(t)
 
 	_, origin := testutil.ScratchLoop(t, 16<<20)
 	cowPath, cowDev := testutil.ScratchLoop(t, 4<<20)
@@ -52,15 +49,7 @@ func TestCowDiffKernel(t *testing.T) {
 
 	base := testutil.UniqueName(t)
 	snap := base + "-snap"
-	mk := func(name string, l dm.TargetLine) dm.Info {
-		t.Helper()
-		info, err := c.CreateAndLoad(name, "", []dm.TargetLine{l}, dm.LoadOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.RemoveIfExists(name, dm.RemoveOptions{}) })
-		return info
-	}
+	mk := func(name string, l dm.TargetLine) dm.Info { return testutil.CreateDevice(t, c, name, "", l) }
 	mk(snap, dm.Segment{Start: 0, Length: sectors, Target: dm.Snapshot{
 		Origin: orig, COW: dm.DevNum{Major: cmaj, Minor: cmin}, Store: dm.Persistent, ChunkSectors: 8,
 	}}.Line())

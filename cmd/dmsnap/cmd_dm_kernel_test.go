@@ -19,12 +19,9 @@ import (
 //     16 sectors allocated (header + first metadata area), 16 metadata;
 //  3. `dm ls` lists all of them with their target types.
 func TestDMStatusKernel(t *testing.T) {
-	testutil.RequireKernel(t)
-	c, err := dm.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	// The client closes after every device is removed (cleanups run
+	// in reverse).
+	c := testutil.Client(t)
 
 	_, origin := testutil.ScratchLoop(t, 16<<20)
 	_, cow := testutil.ScratchLoop(t, 8<<20)
@@ -34,13 +31,7 @@ func TestDMStatusKernel(t *testing.T) {
 
 	base := testutil.UniqueName(t)
 	snap := base + "-snap"
-	mk := func(name string, l dm.TargetLine) {
-		t.Helper()
-		if _, err := c.CreateAndLoad(name, "", []dm.TargetLine{l}, dm.LoadOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.RemoveIfExists(name, dm.RemoveOptions{}) })
-	}
+	mk := func(name string, l dm.TargetLine) { testutil.CreateDevice(t, c, name, "", l) }
 	orig := dm.DevNum{Major: omaj, Minor: omin}
 	mk(base, dm.Segment{Start: 0, Length: sectors, Target: dm.SnapshotOrigin{Origin: orig}}.Line())
 	mk(snap, dm.Segment{Start: 0, Length: sectors, Target: dm.Snapshot{

@@ -5,20 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/urfave/cli/v2"
 
 	"github.com/dmsnap/dmsnap/dm"
 	"github.com/dmsnap/dmsnap/ingest"
+	"github.com/dmsnap/dmsnap/internal/blockdev"
 	"github.com/dmsnap/dmsnap/internal/failpoint"
 	"github.com/dmsnap/dmsnap/internal/lock"
-	"github.com/dmsnap/dmsnap/internal/sys"
 	"github.com/dmsnap/dmsnap/lvm"
 	"github.com/dmsnap/dmsnap/metrics"
 	"github.com/dmsnap/dmsnap/zfs"
-	"github.com/urfave/cli/v2"
 )
 
 // ingestOptions are the arguments of `dmsnap ingest`.
@@ -253,11 +252,8 @@ func (e *ingestEnv) OpenZvol(ctx context.Context, dataset string) (ingest.Zvol, 
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(dev, os.O_WRONLY|sys.OpenFlagsCloexec, 0)
-	if err != nil {
-		return nil, err
-	}
-	return &zvolTarget{f: f}, nil
+	// The zvol turns Zero's hole punching into a free of the range.
+	return blockdev.OpenWriter(dev)
 }
 
 func (e *ingestEnv) Lineage(dataset string) (ingest.Lineage, bool, error) {
@@ -350,60 +346,6 @@ func openIngestDevice(path string) (ingest.Device, error) {
 	return ingestDevice{src}, nil
 }
 
-func (d ingestDevice) ReadAt(b []byte, off int64) (int, error) { return d.src.r.ReadAt(b, off) }
-func (d ingestDevice) Size() int64                             { return d.src.size }
+func (d ingestDevice) ReadAt(b []byte, off int64) (int, error) { return d.src.ReadAt(b, off) }
+func (d ingestDevice) Size() int64                             { return d.src.Size() }
 func (d ingestDevice) Close() error                            { return d.src.Close() }
-
-// zvolTarget writes a zvol's block device. Zero punches a hole
-// (fallocate PUNCH_HOLE|KEEP_SIZE, which a zvol turns into a free of the
-// range); where the device refuses that it writes zeros, which ZFS with
-// compression on (the zvol default) stores as holes as well.
-// zvolTarget's methods are called by several of ingest.Copy's writers at
-// once: pwrite and fallocate on one fd are safe, mu guards the rest.
-type zvolTarget struct {
-	f       *os.File
-	mu      sync.Mutex
-	noPunch bool
-	punched int64 // bytes deallocated by punchHole
-	zeros   []byte
-}
-
-func (z *zvolTarget) WriteAt(b []byte, off int64) (int, error) { return z.f.WriteAt(b, off) }
-
-func (z *zvolTarget) Zero(off, n int64) error {
-	z.mu.Lock()
-	noPunch := z.noPunch
-	z.mu.Unlock()
-	if !noPunch {
-		ok, err := sys.PunchHole(z.f, off, n)
-		if err != nil {
-			return err
-		}
-		z.mu.Lock()
-		defer z.mu.Unlock()
-		if ok {
-			z.punched += n
-			return nil
-		}
-		z.noPunch = true
-	} else {
-		z.mu.Lock()
-		defer z.mu.Unlock()
-	}
-	// Without hole punching, zeros are written under mu: rare (a device
-	// without discard), and it keeps the shared buffer simple.
-	if z.zeros == nil {
-		z.zeros = make([]byte, 1<<20)
-	}
-	for n > 0 {
-		m := min(n, int64(len(z.zeros)))
-		if _, err := z.f.WriteAt(z.zeros[:m], off); err != nil {
-			return err
-		}
-		off, n = off+m, n-m
-	}
-	return nil
-}
-
-func (z *zvolTarget) Sync() error  { return z.f.Sync() }
-func (z *zvolTarget) Close() error { return z.f.Close() }

@@ -27,7 +27,7 @@ func cowCount(t testing.TB, pool, snap string) int {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	s, err := cow.Open(src.r, src.size)
+	s, err := cow.Open(src, src.Size())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func newIngestFixture(t *testing.T) *ingestFixture {
 // newSizedIngestFixture makes the fixture with an origin of size bytes
 // (a multiple of 4 MiB) on a pool of two images of size+16 MiB.
 func newSizedIngestFixture(t testing.TB, size int64) *ingestFixture {
-	requireZFSTier(t)
+	testutil.RequireZFSTier(t)
 	t.Cleanup(func() {
 		if t.Failed() {
 			out, _ := exec.Command("dmesg").CombinedOutput()
@@ -76,7 +76,7 @@ func newSizedIngestFixture(t testing.TB, size int64) *ingestFixture {
 	if err := writeAt(t, f.origin, 0, randBytes(int(size))); err != nil {
 		t.Fatal(err)
 	}
-	f.zpool = scratchZpool(t, 4*size+512<<20) // sparse; zfs keeps 128 MiB of slop
+	f.zpool = testutil.ScratchZpool(t, 4*size+512<<20) // sparse; zfs keeps 128 MiB of slop
 	f.ds = f.zpool + "/vol"
 	return f
 }

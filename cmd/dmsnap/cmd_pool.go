@@ -11,11 +11,14 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/urfave/cli/v2"
+
 	"github.com/dmsnap/dmsnap/dm"
+	"github.com/dmsnap/dmsnap/internal/blockdev"
 	"github.com/dmsnap/dmsnap/internal/failpoint"
 	"github.com/dmsnap/dmsnap/internal/lock"
+	"github.com/dmsnap/dmsnap/internal/loop"
 	"github.com/dmsnap/dmsnap/lvm"
-	"github.com/urfave/cli/v2"
 )
 
 // poolCreateOptions are the arguments of `pool create` and `pool extend`.
@@ -149,7 +152,7 @@ func newPVs(args []string, image string) ([]pvSource, error) {
 		}
 		seen[s.Path] = a
 		if !s.Image {
-			if isDMDevice(s.Path) {
+			if blockdev.IsDM(s.Path) {
 				return nil, fmt.Errorf("%s is a device-mapper device; dmsnap does not stack pools on volumes", a)
 			}
 			// An exclusive open fails while the device is mounted or
@@ -823,7 +826,7 @@ func runPoolImport(ctx context.Context, gopts *globalOptions, paths []string) er
 			return err
 		}
 		if !s.Image {
-			if f := loopBacking(s.Path); f != "" {
+			if f := loop.Backing(s.Path); f != "" {
 				s.Path = f
 			}
 		}
@@ -897,20 +900,6 @@ func runPoolImport(ctx context.Context, gopts *globalOptions, paths []string) er
 		fmt.Fprintln(gopts.stdout)
 	}
 	return nil
-}
-
-// isDMDevice reports whether the block device at path is a device-mapper
-// device (sysfs has a dm directory for it), whatever its node is called.
-func isDMDevice(path string) bool {
-	if strings.HasPrefix(filepath.Base(path), "dm-") {
-		return true
-	}
-	dn, err := devNumOf(path)
-	if err != nil {
-		return false
-	}
-	_, err = os.Stat(fmt.Sprintf("/sys/dev/block/%d:%d/dm", dn.Major, dn.Minor))
-	return err == nil
 }
 
 // checkNotInPool refuses, even with --force, a device that is a PV of a

@@ -172,17 +172,9 @@ func TestPoolActivateKernel(t *testing.T) {
 	if err := json.Unmarshal([]byte(e.mustRun("--json", "pool", "show", pool)), &jp); err != nil {
 		t.Fatal(err)
 	}
-	c, err := dm.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := testutil.Client(t)
 	leftover := pool + "-gone"
-	if _, err := c.CreateAndLoad(leftover, lvm.DMUUID(jp.UUID, lvm.NewUUID(), lvm.LayerNone),
-		[]dm.TargetLine{dm.Segment{Start: 0, Length: 8, Target: dm.Zero{}}.Line()}, dm.LoadOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.RemoveIfExists(leftover, dm.RemoveOptions{}) })
+	testutil.CreateDevice(t, c, leftover, lvm.DMUUID(jp.UUID, lvm.NewUUID(), lvm.LayerNone), dm.Segment{Start: 0, Length: 8, Target: dm.Zero{}}.Line())
 	r = activation(t, e.mustRun("--json", "activate", pool))
 	if len(r.Actions) != 3 || r.Actions[2].Kind != string(lvm.ActionRemove) || exists(leftover) {
 		t.Errorf("leftover not removed: %+v", r.Actions)
@@ -264,17 +256,10 @@ func TestPoolActivateKernel(t *testing.T) {
 func TestPoolBadInputKernel(t *testing.T) {
 	e, pool, _, _ := kernelPool(t)
 	e.mustRun("lv", "create", pool+"/a", "--size", "8M")
-	c, err := dm.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := testutil.Client(t)
 	// Another program's device holds the name a new volume needs.
 	squat := pool + "-x"
-	if _, err := c.CreateAndLoad(squat, "", []dm.TargetLine{dm.Segment{Start: 0, Length: 8, Target: dm.Zero{}}.Line()}, dm.LoadOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.RemoveIfExists(squat, dm.RemoveOptions{}) })
+	testutil.CreateDevice(t, c, squat, "", dm.Segment{Start: 0, Length: 8, Target: dm.Zero{}}.Line())
 	list := func() string {
 		l, err := c.List()
 		if err != nil {

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dmsnap/dmsnap/internal/testutil"
 	"github.com/dmsnap/dmsnap/zfs"
 )
 
@@ -157,9 +158,9 @@ func (l *replLimitWriter) Write(p []byte) (int, error) {
 //     130, the message points at --resume; a plain replicate resumes it
 //     (and says so); guid equal.
 func TestReplicateZFSKernel(t *testing.T) {
-	requireZFSTier(t)
+	testutil.RequireZFSTier(t)
 	ctx := t.Context()
-	srcPool, dstPool := scratchZpool(t, 256<<20), scratchZpool(t, 512<<20)
+	srcPool, dstPool := testutil.ScratchZpool(t, 256<<20), testutil.ScratchZpool(t, 512<<20)
 	src, dst := srcPool+"/vol", dstPool+"/vol"
 	const size = 64 << 20
 	r := &zfs.Runner{}
@@ -450,7 +451,7 @@ func (w *replCancelOnProgress) Write(p []byte) (int, error) {
 // TestReplicateZFSVersionGuard reads the real `zfs version` in the VM:
 // userland and kernel module are both 2.3.2, so -I is allowed.
 func TestReplicateZFSVersionGuard(t *testing.T) {
-	requireZFSTier(t)
+	testutil.RequireZFSTier(t)
 	vs, err := (&zfs.Runner{}).Version(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -460,7 +461,7 @@ func TestReplicateZFSVersionGuard(t *testing.T) {
 		t.Errorf("versions %s / %s: %+v", vs.Userland, vs.Kernel, g)
 	}
 	// The CLI says so with -v, and a dry run needs no lock or change.
-	pool := scratchZpool(t, 128<<20)
+	pool := testutil.ScratchZpool(t, 128<<20)
 	if err := (&zfs.Runner{}).CreateVolume(t.Context(), pool+"/v", 8<<20, 16<<10, true); err != nil {
 		t.Fatal(err)
 	}
@@ -493,9 +494,9 @@ func mustUint(t *testing.T, s string) uint64 {
 //     fix #dmsnap-last-sent stayed at the previous base);
 //  3. a further snapshot replicates incrementally from it, guids equal.
 func TestReplicateZFSCrashRecord(t *testing.T) {
-	requireZFSTier(t)
+	testutil.RequireZFSTier(t)
 	ctx := t.Context()
-	srcPool, dstPool := scratchZpool(t, 256<<20), scratchZpool(t, 256<<20)
+	srcPool, dstPool := testutil.ScratchZpool(t, 256<<20), testutil.ScratchZpool(t, 256<<20)
 	src, dst := srcPool+"/vol", dstPool+"/vol"
 	const size = 16 << 20
 	r := &zfs.Runner{}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dmsnap/dmsnap/internal/testutil"
 	"github.com/dmsnap/dmsnap/zfs"
 )
 
@@ -66,7 +67,7 @@ func planNames(pts []jsonZFSPoint) []string {
 //  4. the next replicate goes incrementally from s3 and the target gets
 //     s4, s5 and a new s6 with the sender's guids.
 func TestZFSPruneCrash(t *testing.T) {
-	requireZFSTier(t)
+	testutil.RequireZFSTier(t)
 	// The number of points the scenario's plan destroys, known after
 	// the first setup; every k up to it is a kill point.
 	var n int
@@ -77,7 +78,7 @@ func TestZFSPruneCrash(t *testing.T) {
 		}
 		t.Run(fp, func(t *testing.T) {
 			ctx := t.Context()
-			srcPool, dstPool := scratchZpool(t, 128<<20), scratchZpool(t, 128<<20)
+			srcPool, dstPool := testutil.ScratchZpool(t, 128<<20), testutil.ScratchZpool(t, 128<<20)
 			src, dst := srcPool+"/vol", dstPool+"/vol"
 			const size = 8 << 20
 			r := &zfs.Runner{}

@@ -38,7 +38,6 @@ func (g *globalOptions) host() *pool.Host {
 }
 
 func classify(path string) (pvSource, error) { return pool.Classify(path) }
-func loopBacking(dev string) string          { return pool.LoopBacking(dev) }
 func discover(g *globalOptions, extra []string) (*discovery, error) {
 	return g.host().Discover(extra)
 }

@@ -208,3 +208,17 @@ func Hold(dev, backing string) (*os.File, error) {
 	}
 	return nil, errors.Join(fmt.Errorf("loop hold %s (%s): %w", dev, backing, ErrNotBound), f.Close())
 }
+
+// Backing returns the backing file of the loop device dev, "" if it has
+// none (not attached) or the file is gone.
+func Backing(dev string) string {
+	b, err := os.ReadFile(filepath.Join("/sys/block", filepath.Base(dev), "loop", "backing_file"))
+	if err != nil {
+		return ""
+	}
+	f := strings.TrimSuffix(string(b), "\n")
+	if fi, err := os.Stat(f); err != nil || !fi.Mode().IsRegular() {
+		return ""
+	}
+	return f
+}

@@ -118,16 +118,7 @@ func ingestRows(b *testing.B, bin string, emit func(Row)) {
 	origin := dm.DevicePath(lvm.DMName(pool, "base", lvm.LayerNone))
 	writeRandom(b, origin, size)
 
-	loopDev, _ := testutil.ScratchLoop(b, 4*size+512<<20)
-	zp := "z" + strings.TrimPrefix(testutil.UniqueName(b), testutil.DMNamePrefix)
-	if out, err := exec.Command("zpool", "create", "-f", "-o", "cachefile=none", "-m", "none", zp, loopDev).CombinedOutput(); err != nil {
-		b.Fatalf("zpool create: %v: %s", err, out)
-	}
-	b.Cleanup(func() {
-		if out, err := exec.Command("zpool", "destroy", "-f", zp).CombinedOutput(); err != nil {
-			b.Errorf("zpool destroy: %v: %s", err, out)
-		}
-	})
+	zp := testutil.ScratchZpool(b, 4*size+512<<20) // sparse; zfs keeps 128 MiB of slop
 	ds := zp + "/vol"
 	var prev string // the previous ingest's ZFS snapshot, destroyed to bound the pool's use
 	ingest := func(args ...string) (jsonIngest, time.Duration) {

@@ -29,6 +29,7 @@ var layers = map[string]int{
 	"lvm2":               0,
 	"zfs/sendstream":     0,
 	"internal/loop":      1,
+	"internal/blockdev":  1,
 	"dm":                 1,
 	"retention":          1,
 	"merge":              2,
@@ -52,14 +53,6 @@ var stdlibOnly = map[string]bool{"cow": true, "zfs": true, "schedule": true, "zf
 // rawOnly is the only package that may import golang.org/x/sys/unix or
 // unsafe: every raw syscall and pointer cast lives in one place.
 const rawOnly = "internal/sys"
-
-// rawTestExceptions are test files (package: import) that still use the
-// raw packages; adding one fails the test.
-var rawTestExceptions = map[string]bool{
-	"dm: golang.org/x/sys/unix":    true,
-	"dm: unsafe":                   true,
-	"merge: golang.org/x/sys/unix": true,
-}
 
 type pkg struct {
 	ImportPath   string
@@ -150,7 +143,7 @@ func violations(module string, pkgs map[string]*pkg) []string {
 			}
 		}
 		for _, imp := range append(append([]string(nil), p.TestImports...), p.XTestImports...) {
-			if (imp == "unsafe" || imp == "golang.org/x/sys/unix") && name != rawOnly && !rawTestExceptions[name+": "+imp] {
+			if (imp == "unsafe" || imp == "golang.org/x/sys/unix") && name != rawOnly {
 				bad("%s's tests import %s: only %s may (use internal/testutil)", name, imp, rawOnly)
 			}
 		}
