@@ -143,11 +143,12 @@ bench:
 # against dd and the physical limit) into bench-compare-bookworm-zfs.md.
 # docs/perf.md keeps the latest tables. BENCH_ONLY (a regular expression
 # over section names) and BENCH_QUICK=1 (small sizes) are for trying the
-# harness out.
+# harness out; BENCH_LS=10,100,1000 sets the ls/monitor snapshot counts.
 BENCH_KERNELS ?= bookworm backports
 BENCH_ONLY    ?=
 BENCH_QUICK   ?=
-BENCH_ENV      = '--env=DMSNAP_BENCH_ONLY=$(BENCH_ONLY)' --env DMSNAP_BENCH_QUICK=$(BENCH_QUICK)
+BENCH_LS      ?=
+BENCH_ENV      = '--env=DMSNAP_BENCH_ONLY=$(BENCH_ONLY)' --env DMSNAP_BENCH_QUICK=$(BENCH_QUICK) --env DMSNAP_BENCH_LS=$(BENCH_LS)
 bench-compare: build vmrun $(foreach k,$(BENCH_KERNELS),vm-setup-$(k))
 	@for k in $(BENCH_KERNELS); do \
 		$(GO) test -count=1 -v -timeout 60m \
