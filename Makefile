@@ -138,13 +138,28 @@ bench:
 
 # One VM boot per kernel runs tests/bench's BenchmarkCompare against the
 # real bin/dmsnap, LVM2 and the no-snapshot floor, and writes one table of
-# ratios to bench-compare-KERNEL.md (docs/perf.md keeps the latest).
+# ratios to bench-compare-KERNEL.md; on bookworm (the kernel ZFS is built
+# for) a second boot with the ZFS tools runs BenchmarkCompareZFS (ingest
+# against dd and the physical limit) into bench-compare-bookworm-zfs.md.
+# docs/perf.md keeps the latest tables. BENCH_ONLY (a regular expression
+# over section names) and BENCH_QUICK=1 (small sizes) are for trying the
+# harness out; BENCH_LS=10,100,1000 sets the ls/monitor snapshot counts.
 BENCH_KERNELS ?= bookworm backports
+BENCH_ONLY    ?=
+BENCH_QUICK   ?=
+BENCH_LS      ?=
+BENCH_ENV      = '--env=DMSNAP_BENCH_ONLY=$(BENCH_ONLY)' --env DMSNAP_BENCH_QUICK=$(BENCH_QUICK) --env DMSNAP_BENCH_LS=$(BENCH_LS)
 bench-compare: build vmrun $(foreach k,$(BENCH_KERNELS),vm-setup-$(k))
 	@for k in $(BENCH_KERNELS); do \
-		DMSNAP_BENCH_OUT=$(CURDIR)/bench-compare-$$k.md $(GO) test -count=1 -timeout 60m \
-			-exec "$(VMRUN) --kernel $$k --tools $(VM_TOOLS) --smp 2 --mem 2048 --timeout 3000s --env DMSNAP_BENCH_OUT=$(CURDIR)/bench-compare-$$k.md" \
+		$(GO) test -count=1 -v -timeout 60m \
+			-exec "$(VMRUN) --kernel $$k --tools $(VM_TOOLS) --smp 2 --mem 2048 --timeout 3000s $(BENCH_ENV) --env DMSNAP_BENCH_OUT=$(CURDIR)/bench-compare-$$k.md" \
 			-run '^$$' -bench '^BenchmarkCompare$$' -benchtime 1x ./tests/bench/ || exit 1; \
+		if [ "$$k" = bookworm ] && [ "$(ZFS)" = 1 ]; then \
+			$(VMRUN) --kernel bookworm --tools $(ZFS_TOOLS) --setup >/dev/null || exit 1; \
+			$(GO) test -count=1 -v -timeout 60m \
+				-exec "$(VMRUN) --kernel bookworm --tools $(ZFS_TOOLS) --smp 2 --mem 3072 --timeout 3000s --env DMSNAP_ZFS_TIER=1 $(BENCH_ENV) --env DMSNAP_BENCH_OUT=$(CURDIR)/bench-compare-bookworm-zfs.md" \
+				-run '^$$' -bench '^BenchmarkCompareZFS$$' -benchtime 1x ./tests/bench/ || exit 1; \
+		fi; \
 	done
 
 fuzz:

@@ -55,15 +55,22 @@ func WriteMarkdown(w io.Writer, rows []Row) error {
 	var b strings.Builder
 	b.WriteString("| figure | dmsnap | anchor | ratio |\n|---|---|---|---|\n")
 	for _, r := range rows {
-		ratio := "n/a"
-		if x, ok := r.Ratio(); ok {
-			ratio = fmt.Sprintf("%.2f×", x)
-			if r.Higher {
-				ratio += " (higher is better)"
-			}
-		}
-		fmt.Fprintf(&b, "| %s | %s | %s: %s | %s |\n", r.Figure, value(r.Dmsnap, r.Unit), r.Anchor, value(r.Ref, r.Unit), ratio)
+		b.WriteString(r.Markdown())
+		b.WriteByte('\n')
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// Markdown is the row as one line of WriteMarkdown's table, without the
+// newline.
+func (r Row) Markdown() string {
+	ratio := "n/a"
+	if x, ok := r.Ratio(); ok {
+		ratio = fmt.Sprintf("%.2f×", x)
+		if r.Higher {
+			ratio += " (higher is better)"
+		}
+	}
+	return fmt.Sprintf("| %s | %s | %s: %s | %s |", r.Figure, value(r.Dmsnap, r.Unit), r.Anchor, value(r.Ref, r.Unit), ratio)
 }
