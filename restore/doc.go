@@ -1,7 +1,8 @@
-// Package restore plans restores from a ZFS zvol snapshot back onto a
-// dmsnap volume (issue #18). It is pure logic: it decides which byte
-// ranges of the volume must be copied from the snapshot and says why; it
-// opens no device and runs no command.
+// Package restore restores a ZFS zvol snapshot back onto a dmsnap volume
+// (issue #18). Its planning ([Full], [Differential], [CheckLineage]) is
+// pure logic: which byte ranges of the volume must be copied from the
+// snapshot, and why. It opens devices and runs zfs(8) only through the
+// interfaces [Run] is given.
 //
 // A differential restore onto the zvol's own ingest origin copies the
 // union of
@@ -20,5 +21,16 @@
 // cursor's writes is the caller's decision (ingest's lineage record);
 // when it does not, the caller plans [Full].
 //
-// Imports ingest (its Range and plan arithmetic), cow and zfs/sendstream.
+// [Run] executes a restore (full into a new or existing volume, or
+// differential onto the ingest origin), with a pre-restore snapshot as
+// the undo, an intent record for crash safety and a verification; the
+// pool, locks and lineage come through [Env], ZFS through [Source]
+// ([ZFSSource] reads SNAP through a temporary read-only clone).
+//
+// Hazards: a refused restore changes nothing; once the intent is
+// recorded the volume may be a mix until the restore is finished (rerun)
+// or rolled back (merge of the pre-restore snapshot).
+//
+// Imports ingest (its Range, plan arithmetic, copy loop and lineage),
+// cow, zfs and zfs/sendstream.
 package restore

@@ -167,7 +167,7 @@ func (r *Runner) MoveBookmark(ctx context.Context, snapshot, bookmark string) er
 }
 
 // Destroy runs `zfs destroy NAME` for one snapshot or bookmark (never a
-// dataset: this package does not destroy datasets). Errors:
+// dataset: this package destroys only clones, with [Runner.DestroyClone]). Errors:
 // [ErrDatasetNotFound], [ErrBusy].
 func (r *Runner) Destroy(ctx context.Context, name string) error {
 	k := Snapshot
@@ -197,4 +197,54 @@ func (r *Runner) Rollback(ctx context.Context, snapshot string) error {
 		return err
 	}
 	return r.Run(ctx, BinZFS, []string{"rollback", snapshot}, snapshot, nil, nil)
+}
+
+// Clone runs `zfs clone [-o PROP=VALUE]… snapshot clone`: a new dataset
+// sharing snapshot's blocks (a read-only view when props hold
+// readonly=on). The snapshot cannot be destroyed while the clone exists.
+// Errors: [ErrExists], [ErrDatasetNotFound].
+func (r *Runner) Clone(ctx context.Context, snapshot, clone string, props ...string) error {
+	if err := checkPointName(snapshot, Snapshot); err != nil {
+		return err
+	}
+	if err := CheckDatasetName(clone); err != nil {
+		return err
+	}
+	args := []string{"clone"}
+	for _, p := range props {
+		if k, _, ok := strings.Cut(p, "="); !ok || k == "" {
+			return fmt.Errorf("zfs clone %s: property %q is not name=value: %w", clone, p, ErrInvalidName)
+		}
+		args = append(args, "-o", p)
+	}
+	return r.Run(ctx, BinZFS, append(args, snapshot, clone), clone, nil, nil)
+}
+
+// ErrNotAClone: DestroyClone was asked to destroy a dataset that is not
+// a clone.
+var ErrNotAClone = errors.New("dataset is not a clone")
+
+// DestroyClone runs `zfs destroy NAME` for a clone (its `origin`
+// property names a snapshot), the only kind of dataset this package
+// destroys; a missing clone is success. Errors: [ErrNotAClone] (nothing
+// destroyed), [ErrBusy].
+func (r *Runner) DestroyClone(ctx context.Context, name string) error {
+	if err := CheckDatasetName(name); err != nil {
+		return err
+	}
+	m, err := r.Get(ctx, name, "origin")
+	if errors.Is(err, ErrDatasetNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if o := m["origin"]; o == "" || o == "-" {
+		return fmt.Errorf("refusing to destroy %s: %w", name, ErrNotAClone)
+	}
+	err = r.Run(ctx, BinZFS, []string{"destroy", name}, name, nil, nil)
+	if errors.Is(err, ErrDatasetNotFound) {
+		return nil
+	}
+	return err
 }

@@ -47,6 +47,12 @@ func TestRunnerMutations(t *testing.T) {
 		"zfs destroy " + snap1:                                  {stderr: missingSnap, err: errExit1},
 		"zfs destroy " + snap2:                                  {stderr: readTestdata(t, "zfs-2.3.2-stderr-destroy-busy.txt"), err: errExit1},
 		"zfs rollback " + snap3:                                 {},
+		"zfs clone -o readonly=on " + snap3 + " tank/vol.r":     {},
+		"zfs get -Hp -o property,value origin tank/vol.r":       {stdout: "origin\t" + snap3 + "\n"},
+		"zfs destroy tank/vol.r":                                {},
+		"zfs get -Hp -o property,value origin tank/vol":         {stdout: "origin\t-\n"},
+		"zfs get -Hp -o property,value origin tank/gone":        {stderr: "cannot open 'tank/gone': dataset does not exist\n", err: errExit1},
+		"zfs clone " + snap3 + " tank/vol":                      {stderr: readTestdata(t, "zfs-2.3.2-stderr-create-exists.txt"), err: errExit1},
 		"zfs get -Hp -o property,value guid " + snap3:           {stdout: "guid\t17706119220354061411\n"},
 		"zfs get -Hp -o property,value guid " + snap1:           {stderr: "cannot open '" + snap1 + "': dataset does not exist\n", err: errExit1},
 	})
@@ -84,6 +90,24 @@ func TestRunnerMutations(t *testing.T) {
 	}
 	if err := r.Rollback(ctx, snap3); err != nil {
 		t.Error(err)
+	}
+	if err := r.Clone(ctx, snap3, "tank/vol.r", "readonly=on"); err != nil {
+		t.Error(err)
+	}
+	if err := r.Clone(ctx, snap3, "tank/vol"); !errors.Is(err, ErrExists) {
+		t.Errorf("clone onto an existing dataset: %v", err)
+	}
+	if err := r.Clone(ctx, "tank/vol#b", "tank/x"); err == nil {
+		t.Error("clone of a bookmark accepted")
+	}
+	if err := r.DestroyClone(ctx, "tank/vol.r"); err != nil {
+		t.Error(err)
+	}
+	if err := r.DestroyClone(ctx, "tank/vol"); !errors.Is(err, ErrNotAClone) {
+		t.Errorf("destroy of a dataset that is not a clone: %v", err)
+	}
+	if err := r.DestroyClone(ctx, "tank/gone"); err != nil {
+		t.Errorf("destroy of a missing clone: %v", err)
 	}
 	if ok, err := r.Exists(ctx, snap3); !ok || err != nil {
 		t.Errorf("Exists: %v %v", ok, err)

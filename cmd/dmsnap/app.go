@@ -84,6 +84,7 @@ func newApp(gopts *globalOptions) *cli.App {
 			newMergeCommand(gopts),
 			newMonitorCommand(gopts),
 			newIngestCommand(gopts),
+			newRestoreCommand(gopts),
 			newZFSCommand(gopts), newReplicateCommand(gopts),
 			newVersionCommand(gopts),
 		},
@@ -117,7 +118,7 @@ var commandCategory = map[string]string{
 	"create": "Snapshots", "ls": "Snapshots", "status": "Snapshots", "remove": "Snapshots", "extend": "Snapshots", "rename": "Snapshots",
 	"merge": "Merge",
 	"cow":   "COW stores", "diff": "COW stores",
-	"ingest": "ZFS", "zfs": "ZFS", "replicate": "ZFS",
+	"ingest": "ZFS", "restore": "ZFS", "zfs": "ZFS", "replicate": "ZFS",
 	"monitor": "Monitoring", "dm": "Monitoring", "version": "Monitoring",
 }
 

@@ -281,9 +281,17 @@ func activatePool(ctx context.Context, gopts *globalOptions, k *dm.Client, fp *f
 		return r, err
 	}
 	if !opts.DryRun {
+		// Interrupted restores: roll back by merging their pre-restore
+		// snapshots (restore_intent.go).
+		msgs, err := rollbackRestores(ctx, o.Store, lvm.SnapshotEnv{Kernel: k})
+		r.Warnings = append(r.Warnings, msgs...)
+		gopts.warn(msgs...)
+		if err != nil {
+			return r, fmt.Errorf("pool %s: %w", p.Name, err)
+		}
 		// Pending merges: start deferred ones, finish completed ones
 		// (cmd_merge_pool.go).
-		msgs, err := settleMerges(ctx, o.Store, lvm.SnapshotEnv{Kernel: k})
+		msgs, err = settleMerges(ctx, o.Store, lvm.SnapshotEnv{Kernel: k})
 		r.Warnings = append(r.Warnings, msgs...)
 		gopts.warn(msgs...)
 		if err != nil {

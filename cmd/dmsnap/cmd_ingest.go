@@ -292,6 +292,9 @@ func (p *ingestPool) OriginBytes(base string) (int64, error) {
 	if origin.Kind == lvm.KindSnapshotCOW {
 		return 0, usageErrorf("%s/%s is a snapshot; ingest its origin", pool, base)
 	}
+	if err := refuseRestoring(s.Opened.Store.Pool, base); err != nil {
+		return 0, err
+	}
 	if _, err := s.Kernel.Info(lvm.DMName(pool, base, lvm.LayerNone)); err != nil {
 		if errors.Is(err, dm.ErrNotFound) {
 			return 0, fmt.Errorf("origin %s/%s is not active (dmsnap activate %s)", pool, base, pool)

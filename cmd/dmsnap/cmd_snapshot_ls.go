@@ -331,6 +331,9 @@ func runSnapRemove(ctx context.Context, gopts *globalOptions, arg string, force 
 	}
 	defer s.Close()
 	s.Logf = gopts.stepLog()
+	if v := preRestoreOf(s.Opened.Store.Pool, name); v != "" {
+		return fmt.Errorf("%s/%s is the pre-restore snapshot of %s/%s, whose restore was interrupted: finish the restore first (dmsnap restore), or merge it to roll the restore back", pool, name, pool, v)
+	}
 	res, err := s.RemoveSnapshot(ctx, name, force)
 	if err != nil {
 		return err
